@@ -1,0 +1,204 @@
+"""Convolutions built on filter bases (Kang & Kim, NeurIPS 2021, Sec. 3).
+
+Notation (paper): a k x k convolution ``W: S -> T`` is replaced by
+
+* a **filter basis** ``B = [B_unique ; B_shared]`` of rank ``R = u + s``: a k x k convolution
+  ``S -> R`` whose first ``u`` output elements are layer-specific (``unique``) and whose last ``s``
+  elements are a tensor shared by every repeated block of a stage (concatenation order as in the
+  official code: unique first, then shared);
+* a per-layer BatchNorm over the ``R`` basis responses;
+* per-layer **coefficients** ``alpha``: a 1 x 1 convolution ``R -> T``.
+
+:class:`BasisConv2d` is the basis alone (one convolution over the unique and shared weights together);
+:class:`FactorizedConv2d` is basis -> norm -> coefficients. The shared tensor is *referenced*, never
+registered, by these layers: it is registered exactly once, on the stage that owns it
+(:class:`~mmbasis.models.layers.SharedBasisStage`).
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from torch import Tensor
+
+from .fusion import bn_scale_shift
+
+
+def _pair(v) -> Tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def deploy_form(in_channels: int, out_channels: int, rank: int, kernel_size) -> str:
+    """The cheaper exact deploy form of a factorised convolution: ``'merged'`` or ``'factorized'``.
+
+    Multiply-accumulates per output position: ``R (S k^2 + T)`` factorised vs ``S k^2 T`` merged.
+    """
+    k = _pair(kernel_size)
+    k2 = k[0] * k[1]
+    return 'merged' if in_channels * k2 * out_channels <= rank * (in_channels * k2 + out_channels) else 'factorized'
+
+
+def build_deploy_conv(in_channels: int, out_channels: int, rank: int, kernel_size=3, stride=1, padding=1,
+                      dilation=1) -> nn.Module:
+    """Empty (bias-carrying) modules of the deploy form of a factorised conv; see :meth:`FactorizedConv2d.fuse`."""
+    if deploy_form(in_channels, out_channels, rank, kernel_size) == 'merged':
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=True)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, rank, kernel_size, stride, padding, dilation, bias=True),
+        nn.Conv2d(rank, out_channels, 1, bias=True))
+
+
+class BasisConv2d(nn.Module):
+    """The filter basis ``B = [B_unique ; B_shared]`` applied as one convolution.
+
+    Args:
+        in_channels (int): ``S``, input channels.
+        unique_rank (int): ``u``, number of layer-specific basis elements (may be 0).
+        shared_basis (nn.Parameter, optional): the stage's shared basis, shape ``(s, S, k, k)``. It is
+            kept as a reference (not registered here). ``None`` means an unshared basis of rank ``u``.
+        kernel_size (int): ``k``. Must equal the shared basis' kernel size.
+        stride, padding, dilation: as in :class:`torch.nn.Conv2d`.
+
+    Shapes:
+        input ``(N, S, H, W)`` -> output ``(N, u + s, H', W')``; the first ``u`` channels are the unique
+        responses.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 unique_rank: int,
+                 shared_basis: Optional[nn.Parameter] = None,
+                 kernel_size: int = 3,
+                 stride: int = 1,
+                 padding: int = 1,
+                 dilation: int = 1) -> None:
+        super().__init__()
+        k = _pair(kernel_size)
+        if unique_rank < 0:
+            raise ValueError(f'unique_rank must be >= 0, got {unique_rank}')
+        if shared_basis is None and unique_rank == 0:
+            raise ValueError('a basis needs at least one element: unique_rank is 0 and there is no shared basis')
+        if shared_basis is not None:
+            if shared_basis.dim() != 4 or shared_basis.shape[1] != in_channels or \
+                    tuple(shared_basis.shape[2:]) != k:
+                raise ValueError(
+                    f'shared basis of shape {tuple(shared_basis.shape)} does not fit a {k[0]}x{k[1]} basis '
+                    f'convolution with {in_channels} input channels (expected (s, {in_channels}, {k[0]}, {k[1]}))')
+        self.in_channels = in_channels
+        self.kernel_size = k
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.unique_rank = unique_rank
+        self.shared_rank = 0 if shared_basis is None else shared_basis.shape[0]
+        # A tuple is not registered by nn.Module: the stage owns the shared tensor.
+        self._shared = (shared_basis, ) if shared_basis is not None else ()
+        if unique_rank > 0:
+            self.unique_basis = nn.Parameter(torch.empty(unique_rank, in_channels, *k))
+            nn.init.kaiming_normal_(self.unique_basis, mode='fan_out', nonlinearity='relu')
+        else:
+            self.register_parameter('unique_basis', None)
+
+    @property
+    def shared_basis(self) -> Optional[nn.Parameter]:
+        """The referenced shared basis ``(s, S, k, k)`` or ``None``."""
+        return self._shared[0] if self._shared else None
+
+    @property
+    def rank(self) -> int:
+        """``R = u + s``, the number of output channels."""
+        return self.unique_rank + self.shared_rank
+
+    @property
+    def out_channels(self) -> int:
+        return self.rank
+
+    def weight(self) -> Tensor:
+        """The full basis ``[B_unique ; B_shared]`` of shape ``(R, S, k, k)``."""
+        if self.unique_basis is None:
+            return self._shared[0]
+        if not self._shared:
+            return self.unique_basis
+        return torch.cat((self.unique_basis, self._shared[0]), dim=0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight(), None, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (f'{self.in_channels}, rank={self.rank} (unique={self.unique_rank}, shared={self.shared_rank}), '
+                f'kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, '
+                f'dilation={self.dilation}')
+
+
+class FactorizedConv2d(nn.Module):
+    """Basis -> BatchNorm -> 1x1 coefficients: the paper's decomposed convolution ``S -> T``.
+
+    Args:
+        in_channels (int): ``S``.
+        out_channels (int): ``T``.
+        unique_rank (int): ``u``.
+        shared_basis (nn.Parameter, optional): ``(s, S, k, k)``, referenced, not registered.
+        kernel_size, stride, padding, dilation: of the basis convolution.
+        norm_cfg (dict): the norm between basis and coefficients (over ``R`` channels).
+
+    Shapes:
+        ``(N, S, H, W)`` -> ``(N, T, H', W')``. The norm after the coefficients belongs to the block
+        (mmdet's ``bn1``/``bn2``), so that block code reads like mmdet's ResNet.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 unique_rank: int,
+                 shared_basis: Optional[nn.Parameter] = None,
+                 kernel_size: int = 3,
+                 stride: int = 1,
+                 padding: int = 1,
+                 dilation: int = 1,
+                 norm_cfg: dict = dict(type='BN')) -> None:
+        super().__init__()
+        self.basis = BasisConv2d(in_channels, unique_rank, shared_basis, kernel_size, stride, padding, dilation)
+        self.basis_norm = build_norm_layer(norm_cfg, self.basis.rank)[1]
+        self.coeff = nn.Conv2d(self.basis.rank, out_channels, 1, bias=False)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.coeff(self.basis_norm(self.basis(x)))
+
+    def fuse(self, out_norm: Optional[nn.Module] = None) -> nn.Module:
+        """Return plain, bias-carrying convolutions computing ``out_norm(self(x))`` in eval mode.
+
+        The norms are folded (``basis_norm`` into the basis, ``out_norm`` into the coefficients) and the
+        cheaper exact form is chosen by multiply-accumulates per output position:
+        ``R * (S k^2 + T)`` for basis + coefficients (``nn.Sequential`` of a k x k and a 1 x 1 conv) vs
+        ``S k^2 T`` for a single merged k x k conv. Both forms are exact: the basis bias passes through the
+        1 x 1 coefficients, so zero padding is unaffected.
+        """
+        b = self.basis
+        with torch.no_grad():
+            w_basis = b.weight().detach().clone()
+            s1, t1 = bn_scale_shift(self.basis_norm, b.rank, w_basis)
+            w_basis = w_basis * s1.view(-1, 1, 1, 1)
+            coeff = self.coeff.weight.detach().flatten(1)  # (T, R)
+            if out_norm is not None:
+                s2, t2 = bn_scale_shift(out_norm, self.out_channels, coeff)
+            else:
+                s2 = coeff.new_ones(self.out_channels)
+                t2 = coeff.new_zeros(self.out_channels)
+            coeff = coeff * s2.view(-1, 1)
+            bias_out = coeff @ t1 + t2
+            if deploy_form(b.in_channels, self.out_channels, b.rank, b.kernel_size) == 'merged':
+                conv = nn.Conv2d(b.in_channels, self.out_channels, b.kernel_size, b.stride, b.padding, b.dilation,
+                                 bias=True)
+                conv.weight.copy_(torch.einsum('tr,rskl->tskl', coeff, w_basis))
+                conv.bias.copy_(bias_out)
+                return conv
+            basis_conv = nn.Conv2d(b.in_channels, b.rank, b.kernel_size, b.stride, b.padding, b.dilation, bias=True)
+            basis_conv.weight.copy_(w_basis)
+            basis_conv.bias.copy_(t1)
+            coeff_conv = nn.Conv2d(b.rank, self.out_channels, 1, bias=True)
+            coeff_conv.weight.copy_(coeff.view(self.out_channels, b.rank, 1, 1))
+            coeff_conv.bias.copy_(t2)
+            return nn.Sequential(basis_conv, coeff_conv)

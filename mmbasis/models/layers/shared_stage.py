@@ -1,0 +1,173 @@
+"""The stage that owns its shared filter bases (recursive sharing, paper Sec. 3.1).
+
+A shared basis is a plain ``nn.Parameter`` registered **once**, directly on the stage module
+(``backbone.layer3.shared_basis`` or ``backbone.layer3.shared_basis_conv1``). The stage's blocks hold
+non-registering references to it (see :class:`~mmbasis.models.layers.BasisConv2d`), so
+``parameters()``, ``state_dict()``, checkpoints, DDP, EMA and mmengine's optimizer constructor with any
+``paramwise_cfg`` all see each shared tensor exactly once, while gradients of every block that uses it
+accumulate into it.
+
+Parameters are not modules, so the stage still iterates (``forward``, ``len``, indexing) over its blocks
+only, exactly like mmdet's ``ResLayer``/``nn.Sequential`` stages, and keys of the blocks keep mmdet's
+names (``layer3.1.conv1...``).
+"""
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule, Sequential
+
+
+@dataclass
+class BasisGroup:
+    """Shared bases regularised together (one ``B_g`` of the paper's orthogonality loss).
+
+    Attributes:
+        family (str): pooling family. The paper pools the squared errors of all groups of one family
+            (over the stages) and divides by their total number of entries; different families are
+            separate terms (e.g. ``'conv3x3'`` and ``'conv1x1'`` of ResNet50-Shared++).
+        name (str): qualified name of the group (e.g. ``'layer3.shared_basis'``).
+        shared (list[(str, Parameter)]): the shared bases, concatenated row-wise (``B_g`` has
+            ``sum(s_i)`` rows and ``S k^2`` columns). Two bases initialised jointly form one group.
+        unique (list[(str, Parameter)]): the unique bases of every layer that uses these shared bases
+            (for the optional unique-basis regularisation, CIFAR-10 variant of the official code).
+    """
+    family: str
+    name: str
+    shared: List[Tuple[str, nn.Parameter]]
+    unique: List[Tuple[str, nn.Parameter]] = field(default_factory=list)
+
+    def matrix(self) -> torch.Tensor:
+        """``B_g``: the shared bases flattened to rows and concatenated, ``(sum s_i, S k^2)``."""
+        return torch.cat([p.flatten(1) for _, p in self.shared], dim=0)
+
+
+class SharedBasisStage(Sequential):
+    """An ``nn.Sequential`` stage of blocks plus the shared bases those blocks use.
+
+    Usage: create the stage, :meth:`add_shared_basis` for every basis, build the blocks with references
+    to ``stage.<name>``, then :meth:`append` them.
+
+    Args:
+        init_cfg (dict, optional): mmengine init config of the stage.
+    """
+
+    def __init__(self, init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self._basis_groups: List[Tuple[str, Tuple[str, ...]]] = []  # (family, names initialised jointly)
+
+    def add_shared_basis(self, name: str, rank: int, in_channels: int, kernel_size: int = 3,
+                         family: str = 'shared', joint_with: Optional[str] = None) -> nn.Parameter:
+        """Register a shared basis ``(rank, in_channels, k, k)`` as ``self.<name>``.
+
+        Args:
+            name (str): attribute name; must start with ``'shared_basis'``.
+            rank (int): ``s``, number of shared basis elements.
+            in_channels (int): ``S``.
+            kernel_size (int): ``k``.
+            family (str): pooling family of the orthogonality regulariser.
+            joint_with (str, optional): name of an earlier basis of this stage with the same shape that
+                is initialised (one orthogonal matrix split in parts) and regularised jointly with this one.
+        """
+        if not name.startswith('shared_basis'):
+            raise ValueError(f"shared basis names must start with 'shared_basis', got {name!r}")
+        if rank < 1 or in_channels < 1 or kernel_size < 1:
+            raise ValueError(f'shared basis {name!r}: rank, in_channels and kernel_size must be >= 1, '
+                             f'got {rank}, {in_channels}, {kernel_size}')
+        weight = nn.Parameter(torch.empty(rank, in_channels, kernel_size, kernel_size))
+        self.register_parameter(name, weight)
+        if joint_with is None:
+            self._basis_groups.append((family, (name, )))
+        else:
+            idx = [i for i, (_, names) in enumerate(self._basis_groups) if joint_with in names]
+            if not idx:
+                raise ValueError(f'joint_with={joint_with!r} is not a shared basis of this stage')
+            fam, names = self._basis_groups[idx[0]]
+            other = getattr(self, joint_with)
+            if other.shape[1:] != weight.shape[1:] or fam != family:
+                raise ValueError(f'{name!r} {tuple(weight.shape)} cannot be joint with {joint_with!r} '
+                                 f'{tuple(other.shape)}: shapes (apart from the rank) and families must agree')
+            self._basis_groups[idx[0]] = (fam, names + (name, ))
+        self.reset_shared_bases()
+        return weight
+
+    def shared_basis_names(self) -> List[str]:
+        return [n for _, names in self._basis_groups for n in names]
+
+    @torch.no_grad()
+    def reset_shared_bases(self) -> None:
+        """Orthogonal initialisation (``torch.nn.init.orthogonal_``) of every shared basis.
+
+        Bases of one joint group are initialised as one orthogonal matrix split row-wise, so they are
+        mutually orthogonal at the start (official ResNet34 double-shared init).
+        """
+        for _, names in self._basis_groups:
+            params = [getattr(self, n) for n in names]
+            full = torch.empty(sum(p.shape[0] for p in params), params[0][0].numel(),
+                               dtype=params[0].dtype, device=params[0].device)
+            nn.init.orthogonal_(full)
+            start = 0
+            for p in params:
+                p.copy_(full[start:start + p.shape[0]].view_as(p))
+                start += p.shape[0]
+
+    def init_weights(self) -> None:
+        """mmengine init of the blocks, then orthogonal init of the shared bases.
+
+        A ``Pretrained`` init_cfg of the backbone is applied after this (mmengine loads pretrained
+        weights last), so pretrained shared bases are not overwritten.
+        """
+        super().init_weights()
+        self.reset_shared_bases()
+
+    def basis_groups(self, prefix: str = '') -> List[BasisGroup]:
+        """The :class:`BasisGroup` of this stage, with names qualified by ``prefix``."""
+        from .basis_conv import BasisConv2d
+        pre = f'{prefix}.' if prefix else ''
+        users: Dict[int, List[Tuple[str, nn.Parameter]]] = {}
+        for mod_name, mod in self.named_modules():
+            if isinstance(mod, BasisConv2d) and mod.shared_basis is not None and mod.unique_basis is not None:
+                users.setdefault(id(mod.shared_basis), []).append((f'{pre}{mod_name}.unique_basis',
+                                                                   mod.unique_basis))
+        groups = []
+        for family, names in self._basis_groups:
+            shared = [(f'{pre}{n}', getattr(self, n)) for n in names]
+            unique = [u for _, p in shared for u in users.get(id(p), [])]
+            groups.append(BasisGroup(family, f'{pre}{"+".join(names)}', shared, unique))
+        return groups
+
+
+class SharedBasisBackboneMixin:
+    """Public interface of a backbone with shared filter bases (used by the orthogonality hook).
+
+    Mixed into :class:`~mmengine.model.BaseModule` backbones whose stages are
+    :class:`SharedBasisStage` modules.
+    """
+
+    def _shared_stages(self) -> Iterator[Tuple[str, SharedBasisStage]]:
+        for name, mod in self.named_modules():  # type: ignore[attr-defined]
+            if isinstance(mod, SharedBasisStage) and mod.shared_basis_names():
+                yield name, mod
+
+    def basis_groups(self) -> List[BasisGroup]:
+        """Every :class:`BasisGroup` of the backbone, in stage order (empty in deploy mode)."""
+        return [g for name, stage in self._shared_stages() for g in stage.basis_groups(name)]
+
+    def shared_bases(self) -> Dict[str, nn.Parameter]:
+        """Qualified name -> shared basis tensor, each tensor once."""
+        return {f'{name}.{n}': getattr(stage, n) for name, stage in self._shared_stages()
+                for n in stage.shared_basis_names()}
+
+
+def check_rank(name: str, value: int, width: int, allow_zero: bool = False) -> None:
+    """Validate a basis rank against the layer width ``width`` with a clear message."""
+    low = 0 if allow_zero else 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or value > width:
+        raise ValueError(f'{name}={value!r} is not allowed: it must be an integer in [{low}, {width}] '
+                         f'(the layer width is {width})')
+
+
+def stage_ranks(base: int, multipliers: Sequence[float], stage: int) -> int:
+    """Rank of ``stage`` when the stage-0 rank ``base`` scales by ``multipliers`` (paper: x1, x2, x4, x8)."""
+    return int(round(base * multipliers[stage]))

@@ -92,6 +92,12 @@ class SharedBasisStage(Sequential):
         self.reset_shared_bases()
         return weight
 
+    def remove_shared_bases(self) -> None:
+        """Drop the shared bases (deploy mode, after the blocks folded them into their own weights)."""
+        for name in self.shared_basis_names():
+            delattr(self, name)
+        self._basis_groups = []
+
     def shared_basis_names(self) -> List[str]:
         return [n for _, names in self._basis_groups for n in names]
 

@@ -1,0 +1,4 @@
+"""Backbones registered in mmdet's MODELS registry."""
+from .shared_resnet import SharedBasisResNet
+
+__all__ = ['SharedBasisResNet']

@@ -65,8 +65,8 @@ class _BlockMixin:
                 fused = conv.fuse(norm)
             elif isinstance(conv, BasisConv2d):
                 plain = nn.Conv2d(conv.in_channels, conv.rank, conv.kernel_size, conv.stride, conv.padding,
-                                  conv.dilation, bias=False).to(conv.weight().device)
-                plain.weight.data.copy_(conv.weight().detach())
+                                  conv.dilation, bias=False).to(conv.full_weight().device)
+                plain.weight.data.copy_(conv.full_weight().detach())
                 fused = fuse_conv_norm(plain, norm)
             else:
                 fused = fuse_conv_norm(conv, norm)

@@ -96,9 +96,17 @@ class BasisConv2d(nn.Module):
         self._shared = (shared_basis, ) if shared_basis is not None else ()
         if unique_rank > 0:
             self.unique_basis = nn.Parameter(torch.empty(unique_rank, in_channels, *k))
-            nn.init.kaiming_normal_(self.unique_basis, mode='fan_out', nonlinearity='relu')
         else:
             self.register_parameter('unique_basis', None)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Kaiming-normal init of the unique basis (the stage initialises the shared one).
+
+        Also makes mmcv's ``ConvModule.init_weights`` delegate here instead of initialising a ``weight``.
+        """
+        if self.unique_basis is not None:
+            nn.init.kaiming_normal_(self.unique_basis, mode='fan_out', nonlinearity='relu')
 
     @property
     def shared_basis(self) -> Optional[nn.Parameter]:
@@ -114,7 +122,7 @@ class BasisConv2d(nn.Module):
     def out_channels(self) -> int:
         return self.rank
 
-    def weight(self) -> Tensor:
+    def full_weight(self) -> Tensor:
         """The full basis ``[B_unique ; B_shared]`` of shape ``(R, S, k, k)``."""
         if self.unique_basis is None:
             return self._shared[0]
@@ -123,7 +131,7 @@ class BasisConv2d(nn.Module):
         return torch.cat((self.unique_basis, self._shared[0]), dim=0)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight(), None, self.stride, self.padding, self.dilation)
+        return F.conv2d(x, self.full_weight(), None, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
         return (f'{self.in_channels}, rank={self.rank} (unique={self.unique_rank}, shared={self.shared_rank}), '
@@ -178,7 +186,7 @@ class FactorizedConv2d(nn.Module):
         """
         b = self.basis
         with torch.no_grad():
-            w_basis = b.weight().detach().clone()
+            w_basis = b.full_weight().detach().clone()
             s1, t1 = bn_scale_shift(self.basis_norm, b.rank, w_basis)
             w_basis = w_basis * s1.view(-1, 1, 1, 1)
             coeff = self.coeff.weight.detach().flatten(1)  # (T, R)

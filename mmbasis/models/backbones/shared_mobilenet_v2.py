@@ -1,0 +1,298 @@
+"""MobileNetV2 with shared 1x1 bases (paper Sec. 4; official ``models/ilsvrc/mobilenetv2.py``).
+
+"Shared": in stages 3-6 (``layer3``..``layer6``) the 1x1 expansion convolution ``C -> 6C`` of every
+non-first block is one tensor per stage. "Shared++": the 1x1 projection ``6C -> C`` is shared too.
+Depthwise convolutions and all BNs stay per block. Each shared tensor is registered once, on its stage
+(``layer4.shared_basis_expand``, ``layer4.shared_basis_project``).
+
+``variant='official'`` reproduces the official architecture so that its weights load exactly: the
+stage-1 block keeps a 1x1 expansion conv although t=1, the stem and the 1280-channel conv have biases,
+and the blocks use ReLU (stem and last conv ReLU6). ``variant='mmdet'`` is mmdet's ``MobileNetV2``
+layout (ReLU6 everywhere, no stage-1 expansion, no biases), e.g. to start from mmdet weights.
+
+Initialisation: the official MobileNetV2 classes keep PyTorch's default init; we initialise the shared
+bases orthogonally, the paper's method (``SharedBasisStage``), and everything else as mmdet does.
+"""
+import warnings
+from typing import Dict, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn import ConvModule
+from mmdet.models.utils import make_divisible
+from mmdet.registry import MODELS
+from mmengine.model import BaseModule
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..layers import BasisConv2d, SharedBasisBackboneMixin, SharedBasisStage, fuse_conv_norm
+
+_SHAREABLE = ('expand_conv', 'linear_conv')
+_FAMILY = {'expand_conv': 'expand', 'linear_conv': 'project'}
+_VARIANTS = ('official', 'mmdet')
+
+
+class ECA(nn.Module):
+    """Efficient channel attention (Wang et al., 2020) as in the official Shared++ blocks at HEAD.
+
+    Shapes: ``(N, C, H, W) -> (N, C, H, W)``; a 1-D conv of kernel ``k`` over the pooled channels.
+    """
+
+    def __init__(self, kernel_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x.mean((2, 3)).unsqueeze(1)  # (N, 1, C)
+        y = torch.sigmoid(self.conv(y)).transpose(1, 2).unsqueeze(-1)  # (N, C, 1, 1)
+        return x * y
+
+
+class InvertedResidualBlock(BaseModule):
+    """Expand 1x1 -> depthwise 3x3 -> project 1x1 (linear), residual when shape is kept.
+
+    Sub-modules keep mmdet's names (``expand_conv``, ``depthwise_conv``, ``linear_conv``: ConvModules).
+    A shared 1x1 conv is a :class:`BasisConv2d` (kernel 1, no unique elements) placed as the
+    ConvModule's ``conv``, referencing the stage's tensor.
+
+    Args:
+        in_channels, out_channels (int): ``C_in``, ``C_out``.
+        mid_channels (int): expanded width ``t * C_in``.
+        stride (int): stride of the depthwise conv.
+        with_expand_conv (bool): build the 1x1 expansion.
+        shared (dict[str, Parameter]): conv name -> stage-owned 1x1 basis to use.
+        eca_kernel (int, optional): add ECA after the projection with this kernel size.
+        conv_cfg, norm_cfg, act_cfg: as mmcv's ConvModule; ``act_cfg`` for expand and depthwise.
+        with_cp (bool): non-reentrant activation checkpointing.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: int, stride: int,
+                 with_expand_conv: bool = True, shared: Optional[Dict[str, nn.Parameter]] = None,
+                 eca_kernel: Optional[int] = None, conv_cfg: Optional[dict] = None,
+                 norm_cfg: dict = dict(type='BN'), act_cfg: dict = dict(type='ReLU6'),
+                 with_cp: bool = False, init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        shared = shared or {}
+        self.with_cp = with_cp
+        self.use_res_connect = stride == 1 and in_channels == out_channels
+        self.with_expand_conv = with_expand_conv
+        common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
+        if with_expand_conv:
+            self.expand_conv = ConvModule(in_channels, mid_channels, 1, act_cfg=act_cfg, **common)
+        self.depthwise_conv = ConvModule(mid_channels, mid_channels, 3, stride=stride, padding=1,
+                                         groups=mid_channels, act_cfg=act_cfg, **common)
+        self.linear_conv = ConvModule(mid_channels, out_channels, 1, act_cfg=None, **common)
+        for name, basis in shared.items():
+            getattr(self, name).conv = BasisConv2d(getattr(self, name).conv.in_channels, 0, basis, kernel_size=1,
+                                                   padding=0)
+        self.eca = ECA(eca_kernel) if eca_kernel else None
+
+    def _inner_forward(self, x: Tensor) -> Tensor:
+        out = self.expand_conv(x) if self.with_expand_conv else x
+        out = self.linear_conv(self.depthwise_conv(out))
+        if self.eca is not None:
+            out = self.eca(out)
+        return x + out if self.use_res_connect else out
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._inner_forward, x, use_reentrant=False)
+        return self._inner_forward(x)
+
+    def switch_to_deploy(self) -> None:
+        """Fold each norm into its conv; shared 1x1 convs become plain convs."""
+        for name in ('expand_conv', 'depthwise_conv', 'linear_conv'):
+            if hasattr(self, name):
+                _fuse_conv_module(getattr(self, name))
+
+
+def _fuse_conv_module(cm: ConvModule) -> None:
+    conv = cm.conv
+    if isinstance(conv, BasisConv2d):
+        plain = nn.Conv2d(conv.in_channels, conv.rank, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                          bias=False).to(conv.full_weight().device)
+        plain.weight.data.copy_(conv.full_weight().detach())
+        conv = plain
+    if cm.with_norm:
+        cm.conv = fuse_conv_norm(conv, cm.norm)
+        setattr(cm, cm.norm_name, nn.Identity())
+    else:
+        cm.conv = conv
+
+
+@MODELS.register_module()
+class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
+    """MobileNetV2 backbone with shared 1x1 bases ("Shared" / "Shared++").
+
+    Args:
+        widen_factor (float): width multiplier. Default 1.0.
+        shared_convs (Sequence[str]): ``('expand_conv',)`` (Shared), ``('expand_conv', 'linear_conv')``
+            (Shared++) or ``()`` (plain MobileNetV2).
+        shared_stages (Sequence[int]): 0-based indices of the stages (``layer{i+1}``) whose non-first
+            blocks share bases. Default ``(2, 3, 4, 5)``, the paper's stages 3-6.
+        with_eca (bool): ECA attention after the projection of shared blocks when the projection is shared
+            (official Shared++ at HEAD; the published result very likely predates it). Default False.
+        variant (str): ``'official'`` (Net_RL2 layout, loads official weights) or ``'mmdet'``.
+        out_indices (Sequence[int]): outputs among ``layer1..layer7`` (0..6) and ``conv2`` (7).
+            Default ``(1, 2, 4, 7)``: channels 24, 32, 96, 1280 at strides 4, 8, 16, 32.
+        frozen_stages (int): -1 (none) .. 8; freezes ``conv1`` and ``layer1..K`` with their shared bases.
+        conv_cfg, norm_cfg, act_cfg: ConvModule configs. ``act_cfg`` is the stem/last-conv activation (and
+            the blocks' for ``variant='mmdet'``; official blocks use ReLU).
+        norm_eval (bool): keep BNs in eval mode during training. Default False.
+        with_cp (bool): non-reentrant activation checkpointing of each block.
+        deploy (bool): build the deploy structure (norms folded, plain convs).
+        pretrained (str, optional): deprecated alias of ``init_cfg=dict(type='Pretrained', ...)``.
+        init_cfg (dict | list[dict], optional): mmengine init config.
+    """
+
+    # expand_ratio, channel, num_blocks, stride (mmdet/torchvision MobileNetV2)
+    arch_settings = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
+                     [6, 320, 1, 1]]
+
+    def __init__(self,
+                 widen_factor: float = 1.,
+                 shared_convs: Sequence[str] = ('expand_conv', ),
+                 shared_stages: Sequence[int] = (2, 3, 4, 5),
+                 with_eca: bool = False,
+                 variant: str = 'official',
+                 out_indices: Sequence[int] = (1, 2, 4, 7),
+                 frozen_stages: int = -1,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU6'),
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 deploy: bool = False,
+                 pretrained: Optional[str] = None,
+                 init_cfg=None) -> None:
+        self._validate(widen_factor, shared_convs, shared_stages, variant, out_indices, frozen_stages, pretrained,
+                       init_cfg)
+        if pretrained is not None:
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        elif init_cfg is None:
+            init_cfg = [dict(type='Kaiming', layer='Conv2d'), dict(type='Constant', val=1, layer=['_BatchNorm',
+                                                                                                  'GroupNorm'])]
+        super().__init__(init_cfg)
+        self.widen_factor = widen_factor
+        self.shared_convs = tuple(shared_convs)
+        self.shared_stages = tuple(shared_stages)
+        self.with_eca = with_eca
+        self.variant = variant
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        official = variant == 'official'
+        block_act = dict(type='ReLU') if official else act_cfg
+        common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
+
+        self.in_channels = make_divisible(32 * widen_factor, 8)
+        with warnings.catch_warnings():  # the official stem/last conv carry a bias before their BN
+            warnings.filterwarnings('ignore', message='Unnecessary conv bias')
+            self.conv1 = ConvModule(3, self.in_channels, 3, stride=2, padding=1, bias=official, act_cfg=act_cfg,
+                                    **common)
+        self.layers = []
+        for i, (t, channel, num_blocks, stride) in enumerate(self.arch_settings):
+            out_channels = make_divisible(channel * widen_factor, 8)
+            stage = SharedBasisStage()
+            in_ch = self.in_channels
+            shared = {}
+            if i in self.shared_stages and self.shared_convs:
+                mid = int(round(out_channels * t))
+                for name in self.shared_convs:
+                    shape = (mid, out_channels) if name == 'expand_conv' else (out_channels, mid)
+                    shared[name] = stage.add_shared_basis(f'shared_basis_{_FAMILY[name]}', shape[0], shape[1], 1,
+                                                          family=_FAMILY[name])
+            for j in range(num_blocks):
+                use_shared = shared if j > 0 else {}
+                eca = None
+                if with_eca and use_shared and 'linear_conv' in use_shared:
+                    eca = 1 if out_channels < 96 else 3
+                stage.append(
+                    InvertedResidualBlock(in_ch, out_channels, int(round(in_ch * t)), stride if j == 0 else 1,
+                                          with_expand_conv=(t != 1 or official), shared=use_shared, eca_kernel=eca,
+                                          act_cfg=block_act, with_cp=with_cp, **common))
+                in_ch = out_channels
+            self.in_channels = out_channels
+            name = f'layer{i + 1}'
+            self.add_module(name, stage)
+            self.layers.append(name)
+        self.out_channel = int(1280 * widen_factor) if widen_factor > 1.0 else 1280
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='Unnecessary conv bias')
+            self.conv2 = ConvModule(self.in_channels, self.out_channel, 1, bias=official, act_cfg=act_cfg, **common)
+        self.layers.append('conv2')
+        self.deploy = False
+        if deploy:
+            self.switch_to_deploy()
+
+    @staticmethod
+    def _validate(widen_factor, shared_convs, shared_stages, variant, out_indices, frozen_stages, pretrained,
+                  init_cfg) -> None:
+        if not isinstance(widen_factor, (int, float)) or isinstance(widen_factor, bool) or widen_factor <= 0:
+            raise ValueError(f'widen_factor={widen_factor!r} is not allowed: it must be a number > 0')
+        if isinstance(shared_convs, str) or any(c not in _SHAREABLE for c in shared_convs) or \
+                len(set(shared_convs)) != len(shared_convs):
+            raise ValueError(f'shared_convs={shared_convs!r} is not allowed: use distinct names from {_SHAREABLE}')
+        bad = [s for s in shared_stages if not isinstance(s, int) or not 0 <= s < 7
+               or SharedBasisMobileNetV2.arch_settings[s][2] < 2]
+        if bad:
+            raise ValueError(f'shared_stages={tuple(shared_stages)!r} is not allowed: stage indices with more than '
+                             'one block are 1..5 (layer2..layer6); the paper shares stages (2, 3, 4, 5)')
+        if variant not in _VARIANTS:
+            raise ValueError(f'variant={variant!r} is not allowed: choose one of {_VARIANTS}')
+        if not out_indices or any(not isinstance(i, int) or not 0 <= i < 8 for i in out_indices):
+            raise ValueError(f'out_indices={tuple(out_indices)!r} is not allowed: use indices in range(0, 8)')
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages < 8:
+            raise ValueError(f'frozen_stages={frozen_stages!r} is not allowed: it must be an integer in [-1, 7]')
+        if pretrained is not None and init_cfg is not None:
+            raise ValueError('init_cfg and pretrained cannot be given together')
+        if pretrained is not None and not isinstance(pretrained, str):
+            raise TypeError(f'pretrained must be a str or None, got {type(pretrained).__name__}')
+
+    def forward(self, x: Tensor) -> tuple:
+        x = self.conv1(x)
+        outs = []
+        for i, name in enumerate(self.layers):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages >= 0:
+            self.conv1.eval()
+            for p in self.conv1.parameters():
+                p.requires_grad = False
+        for i in range(1, self.frozen_stages + 1):
+            layer = getattr(self, f'layer{i}')
+            layer.eval()
+            for p in layer.parameters():  # includes the stage's shared bases
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def switch_to_deploy(self) -> None:
+        """Fold every BatchNorm into its conv and make the shared 1x1 convs plain ``nn.Conv2d``.
+
+        The shared bases are removed from the stages (``basis_groups()`` is empty afterwards); outputs equal
+        the eval-mode training form.
+        """
+        if self.deploy:
+            return
+        _fuse_conv_module(self.conv1)
+        _fuse_conv_module(self.conv2)
+        for name in self.layers[:-1]:
+            stage = getattr(self, name)
+            for blk in stage:
+                blk.switch_to_deploy()
+            stage.remove_shared_bases()
+        self.deploy = True

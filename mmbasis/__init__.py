@@ -5,6 +5,10 @@ Importing the package registers every mmbasis module in mmdet's registries (``MO
 with ``weights_only=True`` (see :mod:`mmbasis.utils.checkpoint_compat`).
 """
 from .version import __version__
-from . import models  # noqa: F401,E402  (registers backbones)
+from .utils import install_checkpoint_allowlist
 
-__all__ = ['__version__', 'models']
+install_checkpoint_allowlist()
+
+from . import datasets, engine, models  # noqa: E402,F401  (registration)
+
+__all__ = ['__version__', 'datasets', 'engine', 'models']

@@ -256,15 +256,15 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         avg_down = kwargs.pop('avg_down', False)
         conv_cfg = kwargs.get('conv_cfg')
         norm_cfg = kwargs.get('norm_cfg', dict(type='BN'))
+        if num_blocks > 1 and self.shared_convs and (kwargs.get('dcn') is not None or kwargs.get('plugins')):
+            raise ValueError(f'stage {i} has shared blocks: DCN and plugins are not supported on them '
+                             '(set stage_with_dcn False / drop plugins for this stage or use shared_convs=())')
         first = ResLayer(plain, inplanes, planes, 1, stride=stride, avg_down=avg_down, dilation=dilation,
                          **kwargs)[0]
         stage = SharedBasisStage()
         stage.append(first)
         if num_blocks == 1:
             return stage
-        if self.shared_convs and (kwargs.get('dcn') is not None or kwargs.get('plugins')):
-            raise ValueError(f'stage {i} has shared blocks: DCN and plugins are not supported on them '
-                             '(set stage_with_dcn False / drop plugins for this stage or use shared_convs=())')
         inplanes = planes * block.expansion
         shared = self._add_stage_bases(stage, i, block, inplanes, planes, dilation)
         unique = 0 if self.shared_rank is None else self.unique_rank * self.rank_multipliers[i]

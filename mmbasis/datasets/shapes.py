@@ -1,0 +1,167 @@
+"""A generated detection dataset ("shapes") in COCO format: the embedded default of the demo and tests.
+
+Images show 1..``max_objects`` filled rectangles, ellipses and triangles of random size and colour on a
+smooth random background with noise. Everything is deterministic given ``seed``.
+
+On disk (``root/<split>/``): ``images/000000.png ...``, ``annotation.json`` (COCO) and ``meta.json`` (the
+generation arguments). A split is generated in a temporary folder and moved into place with one
+``os.rename``, so a killed run or two processes (DDP ranks) generating at once never leave a partial
+dataset; an existing split generated with other arguments is never overwritten (clear error instead).
+"""
+import json
+import os
+import os.path as osp
+import shutil
+import tempfile
+from typing import Dict, List, Optional
+
+import cv2
+import numpy as np
+from mmdet.datasets import CocoDataset
+from mmdet.registry import DATASETS
+
+SHAPES_CLASSES = ('rectangle', 'ellipse', 'triangle')
+SHAPES_PALETTE = [(220, 20, 60), (0, 128, 255), (60, 180, 75)]
+_FORMAT_VERSION = 1
+
+
+def _check_int(name: str, value, low: int, high: Optional[int] = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+        bound = f'[{low}, {high}]' if high is not None else f'>= {low}'
+        raise ValueError(f'{name}={value!r} is not allowed: it must be an integer {bound}')
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Smooth colour gradient plus Gaussian noise, ``(size, size, 3)`` uint8."""
+    coarse = rng.uniform(40, 215, size=(4, 4, 3)).astype(np.float32)
+    img = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    img += rng.normal(0, 12, size=img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _iou(a: List[float], b: List[float]) -> float:
+    ix = max(0., min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0., min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def _draw_image(rng: np.random.Generator, size: int, max_objects: int):
+    img = _background(rng, size)
+    boxes: List[List[float]] = []
+    labels: List[int] = []
+    for _ in range(int(rng.integers(1, max_objects + 1))):
+        for _attempt in range(20):
+            w, h = (int(v) for v in rng.integers(int(size * 0.15), int(size * 0.45) + 1, size=2))
+            x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
+            box = [float(x), float(y), float(w), float(h)]
+            if all(_iou(box, b) < 0.2 for b in boxes):
+                break
+        else:
+            continue
+        label = int(rng.integers(0, len(SHAPES_CLASSES)))
+        color = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        if label == 0:
+            cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), color, thickness=-1)
+        elif label == 1:
+            cv2.ellipse(img, (x + w // 2, y + h // 2), (w // 2, h // 2), 0, 0, 360, color, thickness=-1)
+        else:
+            pts = np.array([[x + w // 2, y], [x, y + h - 1], [x + w - 1, y + h - 1]], dtype=np.int32)
+            cv2.fillPoly(img, [pts], color)
+        boxes.append(box)
+        labels.append(label)
+    return img, boxes, labels
+
+
+def generate_shapes_split(root: str, split: str, num_images: int, img_size: int = 160, seed: int = 0,
+                          max_objects: int = 4) -> str:
+    """Generate ``root/<split>`` unless it exists with the same arguments; return its path.
+
+    Raises ``FileExistsError`` if ``root/<split>`` exists but was generated with other arguments, and
+    ``ValueError`` for invalid arguments.
+    """
+    if not isinstance(split, str) or not split or os.sep in split or split.startswith('.'):
+        raise ValueError(f'split={split!r} is not allowed: use a plain folder name such as "train" or "val"')
+    _check_int('num_images', num_images, 1)
+    _check_int('img_size', img_size, 32, 4096)
+    _check_int('seed', seed, 0)
+    _check_int('max_objects', max_objects, 1, 20)
+    meta = dict(format_version=_FORMAT_VERSION, split=split, num_images=num_images, img_size=img_size, seed=seed,
+                max_objects=max_objects, classes=list(SHAPES_CLASSES))
+    target = osp.join(root, split)
+    if osp.isdir(target):
+        _check_existing(target, meta)
+        return target
+    os.makedirs(root, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{split}-partial-', dir=root)
+    try:
+        _write_split(tmp, meta)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not osp.isdir(target):  # a real failure, not a concurrent writer that finished first
+                raise
+    finally:
+        if osp.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    _check_existing(target, meta)
+    return target
+
+
+def _check_existing(target: str, meta: Dict) -> None:
+    meta_file = osp.join(target, 'meta.json')
+    try:
+        with open(meta_file, encoding='utf-8') as f:
+            existing = json.load(f)
+    except (OSError, ValueError) as e:
+        raise FileExistsError(f'{target} exists but is not a generated shapes split ({meta_file}: {e}); '
+                              'move it away or choose another data_root') from e
+    if existing != meta:
+        diff = {k: (existing.get(k), v) for k, v in meta.items() if existing.get(k) != v}
+        raise FileExistsError(f'{target} was generated with other arguments (existing, requested): {diff}; '
+                              'delete it to regenerate or choose another data_root')
+
+
+def _write_split(folder: str, meta: Dict) -> None:
+    rng = np.random.default_rng([meta['seed'], sum(map(ord, meta['split']))])
+    os.makedirs(osp.join(folder, 'images'))
+    images, annotations = [], []
+    for i in range(meta['num_images']):
+        img, boxes, labels = _draw_image(rng, meta['img_size'], meta['max_objects'])
+        name = f'{i:06d}.png'
+        if not cv2.imwrite(osp.join(folder, 'images', name), img):
+            raise OSError(f'could not write {osp.join(folder, "images", name)}')
+        images.append(dict(id=i + 1, file_name=name, width=meta['img_size'], height=meta['img_size']))
+        for box, label in zip(boxes, labels):
+            annotations.append(dict(id=len(annotations) + 1, image_id=i + 1, category_id=label + 1, bbox=box,
+                                    area=box[2] * box[3], iscrowd=0))
+    coco = dict(images=images, annotations=annotations,
+                categories=[dict(id=i + 1, name=n) for i, n in enumerate(SHAPES_CLASSES)])
+    with open(osp.join(folder, 'annotation.json'), 'w', encoding='utf-8') as f:
+        json.dump(coco, f)
+    with open(osp.join(folder, 'meta.json'), 'w', encoding='utf-8') as f:
+        json.dump(meta, f)
+
+
+@DATASETS.register_module()
+class SyntheticShapesDataset(CocoDataset):
+    """COCO-format dataset of generated shapes; generates its split on first use.
+
+    Args:
+        split (str): folder under ``data_root`` (``'train'``, ``'val'``, ...).
+        num_images (int): images in the split.
+        img_size (int): square image side in pixels.
+        seed (int): generation seed (use different seeds or splits for train and val).
+        max_objects (int): at most this many objects per image.
+        **kwargs: :class:`mmdet.datasets.CocoDataset` arguments; ``ann_file`` and ``data_prefix`` default to
+            ``<split>/annotation.json`` and ``<split>/images/``.
+    """
+
+    METAINFO = dict(classes=SHAPES_CLASSES, palette=SHAPES_PALETTE)
+
+    def __init__(self, split: str = 'train', num_images: int = 200, img_size: int = 160, seed: int = 0,
+                 max_objects: int = 4, data_root: str = 'data/shapes', **kwargs) -> None:
+        generate_shapes_split(data_root, split, num_images, img_size, seed, max_objects)
+        kwargs.setdefault('ann_file', f'{split}/annotation.json')
+        kwargs.setdefault('data_prefix', dict(img=f'{split}/images/'))
+        super().__init__(data_root=data_root, **kwargs)

@@ -1,0 +1,169 @@
+"""tools/model_converters/switch_to_deploy.py: trained detector checkpoint -> deploy checkpoint."""
+import copy
+import hashlib
+import importlib.util
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import MessageHub
+from mmengine.runner import load_checkpoint
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import mmbasis  # noqa: F401
+from mmbasis.models.converters import CheckpointFormatError, build_detector, convert_checkpoint_to_deploy
+from mmbasis.models.layers import BasisConv2d, FactorizedConv2d
+from tests.helpers import randomize_bn
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = osp.join(ROOT, 'tools', 'model_converters', 'switch_to_deploy.py')
+
+R18_S4U1 = dict(type='SharedBasisResNet', depth=18, base_channels=16, shared_rank=4, unique_rank=1,
+                basis_sharing='conv', norm_eval=False, init_cfg=None)
+MBV2_PP = dict(type='SharedBasisMobileNetV2', shared_convs=('expand_conv', 'linear_conv'), with_eca=True,
+               out_indices=(1, 2, 4, 7), init_cfg=None)
+
+
+def write_config(tmp_path, backbone: dict, in_channels, name='cfg.py') -> str:
+    """A small RetinaNet config around ``backbone`` (inherits mmdet's model base)."""
+    text = f"""_base_ = ['mmdet::_base_/models/retinanet_r50_fpn.py']
+custom_imports = dict(imports=['mmbasis'], allow_failed_imports=False)
+default_scope = 'mmdet'
+model = dict(
+    backbone=dict(_delete_=True, **{backbone!r}),
+    neck=dict(in_channels={list(in_channels)!r}, out_channels=32, start_level=1, num_outs=5),
+    bbox_head=dict(num_classes=3, in_channels=32, feat_channels=32, stacked_convs=1))
+"""
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def make_training_checkpoint(cfg_path: str, path: str, seed: int = 0) -> torch.nn.Module:
+    """A checkpoint as mmengine's CheckpointHook writes it (meta, state_dict, optimizer, message hub)."""
+    torch.manual_seed(seed)
+    model = build_detector(Config.fromfile(cfg_path), deploy=False)
+    model.init_weights()
+    with torch.no_grad():
+        randomize_bn(model, seed)
+    hub = MessageHub.get_instance('test_switch_to_deploy')
+    hub.update_scalar('train/loss', 1.5)  # -> a HistoryBuffer holding numpy arrays in the checkpoint
+    optim = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    torch.save(dict(meta=dict(epoch=2, iter=40, dataset_meta=dict(classes=('a', 'b', 'c'))),
+                    state_dict=model.state_dict(), optimizer=optim.state_dict(), message_hub=hub.state_dict(),
+                    param_schedulers=[]), path)
+    return model.eval()
+
+
+def detector_outputs(model, x):
+    with torch.no_grad():
+        cls, reg = model(x, mode='tensor')
+    return list(cls) + list(reg)
+
+
+def max_rel_diff(a, b):
+    return max(((u - v).abs().max() / v.abs().max()).item() for u, v in zip(a, b))
+
+
+def _sha(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.mark.slow
+def test_cli_deploy_checkpoint_equals_training_model(tmp_path):
+    cfg_path = write_config(tmp_path, R18_S4U1, [16, 32, 64, 128])
+    ckpt, out = str(tmp_path / 'epoch_2.pth'), str(tmp_path / 'deploy' / 'epoch_2_deploy.pth')
+    trained = make_training_checkpoint(cfg_path, ckpt)
+    sha = _sha(ckpt)
+    r = subprocess.run([sys.executable, TOOL, cfg_path, ckpt, out], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert '--cfg-options model.backbone.deploy=True' in r.stdout
+    assert 'optimizer' in r.stdout  # reported as not carried over
+    assert _sha(ckpt) == sha
+
+    saved = torch.load(out, map_location='cpu', weights_only=True)
+    assert set(saved) == {'meta', 'state_dict'}
+    assert saved['meta']['deploy'] is True and saved['meta']['dataset_meta']['classes'] == ('a', 'b', 'c')
+    assert saved['meta']['epoch'] == 2
+
+    cfg = Config.fromfile(cfg_path)
+    cfg.merge_from_dict({'model.backbone.deploy': True})
+    deployed = build_detector(cfg, deploy=False)  # deploy comes from the config override, as on the command line
+    load_checkpoint(deployed, out, map_location='cpu', strict=True)
+    deployed.eval()
+    bb = deployed.backbone
+    assert bb.deploy and not bb.basis_groups()
+    assert not any(isinstance(m, (_BatchNorm, BasisConv2d, FactorizedConv2d)) for m in bb.modules())
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    assert max_rel_diff(detector_outputs(deployed, x), detector_outputs(trained, x)) < 1e-4
+
+
+def test_mobilenet_shared_pp_eca_deploy(tmp_path):
+    cfg_path = write_config(tmp_path, MBV2_PP, [24, 32, 96, 1280])
+    ckpt, out = str(tmp_path / 'mbv2.pth'), str(tmp_path / 'mbv2_deploy.pth')
+    trained = make_training_checkpoint(cfg_path, ckpt, seed=3)
+    report = convert_checkpoint_to_deploy(Config.fromfile(cfg_path), ckpt, out)
+    assert report.num_tensors_after < report.num_tensors_before
+    assert report.max_abs_diff <= 1e-4 * max(report.max_abs_ref, 1.0)
+    assert set(report.dropped_keys) == {'optimizer', 'message_hub', 'param_schedulers'}
+    deployed = build_detector(Config.fromfile(cfg_path), deploy=True)
+    load_checkpoint(deployed, out, map_location='cpu', strict=True)
+    deployed.eval()
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    assert max_rel_diff(detector_outputs(deployed, x), detector_outputs(trained, x)) < 1e-4
+
+
+def _tool_main():
+    spec = importlib.util.spec_from_file_location('_switch_to_deploy_tool', TOOL)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+def test_cli_errors(tmp_path, capsys):
+    main = _tool_main()
+    cfg_path = write_config(tmp_path, R18_S4U1, [16, 32, 64, 128])
+    ckpt = str(tmp_path / 'ckpt.pth')
+    make_training_checkpoint(cfg_path, ckpt)
+    out = str(tmp_path / 'out.pth')
+
+    def run(*args):
+        code = main(list(args))
+        return code, capsys.readouterr().err
+
+    plain = dict(type='ResNet', depth=18, base_channels=16, init_cfg=None)
+    code, err = run(write_config(tmp_path, plain, [16, 32, 64, 128], 'plain.py'), ckpt, out)
+    assert code == 1 and 'has no switch_to_deploy' in err  # (checked before the keys)
+    code, err = run(cfg_path, ckpt, out, '--cfg-options', 'model.backbone.deploy=True')
+    assert code == 1 and 'already builds the deploy structure' in err
+    other = dict(R18_S4U1, shared_rank=8)
+    code, err = run(write_config(tmp_path, other, [16, 32, 64, 128], 'other.py'), ckpt, out)
+    assert code == 1 and 'does not fit the model of the config' in err
+    code, err = run(cfg_path, ckpt, ckpt)
+    assert code == 1 and 'input checkpoint' in err
+    code, err = run(str(tmp_path / 'missing.py'), ckpt, out)
+    assert code == 1 and 'does not exist' in err
+    assert not osp.exists(out)
+
+    assert main([cfg_path, ckpt, out]) == 0
+    code, err = run(cfg_path, out, str(tmp_path / 'again.pth'))
+    assert code == 1 and 'already a deploy checkpoint' in err
+
+
+def test_function_validates_arguments(tmp_path):
+    cfg = Config.fromfile(write_config(tmp_path, R18_S4U1, [16, 32, 64, 128]))
+    with pytest.raises(TypeError, match='mmengine Config'):
+        convert_checkpoint_to_deploy(dict(cfg), 'x.pth', 'y.pth')
+    with pytest.raises(ValueError, match='check_shape'):
+        convert_checkpoint_to_deploy(cfg, 'x.pth', 'y.pth', check_shape=(8, 8))
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        convert_checkpoint_to_deploy(cfg, str(tmp_path / 'x.pth'), str(tmp_path / 'y.pth'))
+    notckpt = tmp_path / 'list.pth'
+    torch.save([torch.zeros(1)], str(notckpt))
+    with pytest.raises(CheckpointFormatError, match="expected a dict with 'state_dict'"):
+        convert_checkpoint_to_deploy(copy.deepcopy(cfg), str(notckpt), str(tmp_path / 'y.pth'))

@@ -29,7 +29,8 @@ from mmengine.runner import load_checkpoint
 import mmbasis  # noqa: F401
 from mmbasis.models import paper_backbone_cfg
 from mmbasis.models.converters import (NETRL2_ARCHS, CheckpointFormatError, NetRL2ConversionError,
-                                       convert_netrl2_state_dict, extract_netrl2_state_dict, guess_netrl2_arch)
+                                       convert_netrl2_state_dict, extract_netrl2_state_dict, guess_netrl2_arch,
+                                       netrl2_checkpoint_meta, save_atomic)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(ROOT, 'tools', 'model_converters', 'netrl2_to_mmbasis.py')
@@ -316,6 +317,21 @@ def _tool_main():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.main
+
+
+def test_resnet_pretrained_init_cfg_is_not_overwritten_by_basis_init(tmp_path):
+    """init_weights() re-initialises shared bases orthogonally; the Pretrained load must come after it."""
+    arch = 'ResNet34-S16U1*'
+    converted = convert_netrl2_state_dict(official_state_dict(arch, seed=6), arch)
+    dst = str(tmp_path / 'r34.pth')
+    save_atomic(dict(state_dict=converted, meta=netrl2_checkpoint_meta(arch)), dst)
+    model = build_ours(arch, init_cfg=dict(type='Pretrained', checkpoint=dst))
+    model.init_weights()
+    loaded = model.state_dict()
+    assert list(loaded) == list(converted)
+    assert all(torch.equal(loaded[k], v) for k, v in converted.items())
+    # the blocks use the loaded shared tensor (referenced, not copied)
+    assert model.layer3[2].conv1.basis.shared_basis is model.layer3.shared_basis_conv1
 
 
 def test_cli_bad_inputs(tmp_path, capsys):

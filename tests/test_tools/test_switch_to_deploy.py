@@ -23,8 +23,8 @@ TOOL = osp.join(ROOT, 'tools', 'model_converters', 'switch_to_deploy.py')
 
 R18_S4U1 = dict(type='SharedBasisResNet', depth=18, base_channels=16, shared_rank=4, unique_rank=1,
                 basis_sharing='conv', norm_eval=False, init_cfg=None)
-MBV2_PP = dict(type='SharedBasisMobileNetV2', shared_convs=('expand_conv', 'linear_conv'), with_eca=True,
-               out_indices=(1, 2, 4, 7), init_cfg=None)
+MBV2_PP = dict(type='SharedBasisMobileNetV2', widen_factor=0.5, shared_convs=('expand_conv', 'linear_conv'),
+               with_eca=True, out_indices=(1, 2, 4, 7), init_cfg=None)
 
 
 def write_config(tmp_path, backbone: dict, in_channels, name='cfg.py') -> str:
@@ -45,8 +45,7 @@ model = dict(
 def make_training_checkpoint(cfg_path: str, path: str, seed: int = 0) -> torch.nn.Module:
     """A checkpoint as mmengine's CheckpointHook writes it (meta, state_dict, optimizer, message hub)."""
     torch.manual_seed(seed)
-    model = build_detector(Config.fromfile(cfg_path), deploy=False)
-    model.init_weights()
+    model = build_detector(Config.fromfile(cfg_path), deploy=False)  # PyTorch default init + random BN below
     with torch.no_grad():
         randomize_bn(model, seed)
     hub = MessageHub.get_instance('test_switch_to_deploy')
@@ -104,17 +103,17 @@ def test_cli_deploy_checkpoint_equals_training_model(tmp_path):
 
 
 def test_mobilenet_shared_pp_eca_deploy(tmp_path):
-    cfg_path = write_config(tmp_path, MBV2_PP, [24, 32, 96, 1280])
+    cfg_path = write_config(tmp_path, MBV2_PP, [16, 16, 48, 1280])
     ckpt, out = str(tmp_path / 'mbv2.pth'), str(tmp_path / 'mbv2_deploy.pth')
     trained = make_training_checkpoint(cfg_path, ckpt, seed=3)
-    report = convert_checkpoint_to_deploy(Config.fromfile(cfg_path), ckpt, out)
+    report = convert_checkpoint_to_deploy(Config.fromfile(cfg_path), ckpt, out, check_shape=(32, 32))
     assert report.num_tensors_after < report.num_tensors_before
     assert report.max_abs_diff <= 1e-4 * max(report.max_abs_ref, 1.0)
     assert set(report.dropped_keys) == {'optimizer', 'message_hub', 'param_schedulers'}
     deployed = build_detector(Config.fromfile(cfg_path), deploy=True)
     load_checkpoint(deployed, out, map_location='cpu', strict=True)
     deployed.eval()
-    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     assert max_rel_diff(detector_outputs(deployed, x), detector_outputs(trained, x)) < 1e-4
 
 

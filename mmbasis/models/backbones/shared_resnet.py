@@ -266,6 +266,10 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         if num_blocks == 1:
             return stage
         inplanes = planes * block.expansion
+        if not self.shared_convs:  # a plain ResNet stage
+            for _ in range(1, num_blocks):
+                stage.append(plain(inplanes, planes, stride=1, dilation=dilation, **kwargs))
+            return stage
         shared = self._add_stage_bases(stage, i, block, inplanes, planes, dilation)
         unique = 0 if self.shared_rank is None else self.unique_rank * self.rank_multipliers[i]
         for _ in range(1, num_blocks):

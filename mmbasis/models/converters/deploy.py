@@ -72,15 +72,24 @@ def _state_dict_of(checkpoint, path: str) -> Tuple['OrderedDict[str, Tensor]', d
     return strip_module_prefix(sd), dict(meta)
 
 
+def _listed(items) -> str:
+    items = list(items)
+    return ', '.join(items[:6]) + (f', ... ({len(items)} in total)' if len(items) > 6 else '')
+
+
 def _load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], what: str) -> None:
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    mismatch = []
-    if missing or unexpected:
-        if missing:
-            mismatch.append(f'missing keys: {", ".join(missing[:6])}' + (' ...' if len(missing) > 6 else ''))
-        if unexpected:
-            mismatch.append(f'unexpected keys: {", ".join(unexpected[:6])}' + (' ...' if len(unexpected) > 6 else ''))
-        raise CheckpointFormatError(f'{what} does not fit the model of the config ({"; ".join(mismatch)})')
+    """``model.load_state_dict(state_dict, strict=True)`` with one clear message for every kind of mismatch."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f'{k} {tuple(v.shape)} vs {tuple(own[k].shape)}' for k, v in state_dict.items()
+              if k in own and v.shape != own[k].shape]
+    problems = [f'{name}: {_listed(keys)}' for name, keys in
+                (('missing keys', missing), ('unexpected keys', unexpected),
+                 ('shape mismatches (checkpoint vs model)', shapes)) if keys]
+    if problems:
+        raise CheckpointFormatError(f'{what} does not fit the model of the config ({"; ".join(problems)})')
+    model.load_state_dict(state_dict, strict=True)
 
 
 def _backbone_outputs(backbone: nn.Module, x: Tensor) -> Tuple[Tensor, ...]:

@@ -89,7 +89,7 @@ class SharedBasisStage(Sequential):
                 raise ValueError(f'{name!r} {tuple(weight.shape)} cannot be joint with {joint_with!r} '
                                  f'{tuple(other.shape)}: shapes (apart from the rank) and families must agree')
             self._basis_groups[idx[0]] = (fam, names + (name, ))
-        self.reset_shared_bases()
+        self.reset_shared_bases(self._basis_groups[-1 if joint_with is None else idx[0]][1])
         return weight
 
     def remove_shared_bases(self) -> None:
@@ -102,14 +102,17 @@ class SharedBasisStage(Sequential):
         return [n for _, names in self._basis_groups for n in names]
 
     @torch.no_grad()
-    def reset_shared_bases(self) -> None:
+    def reset_shared_bases(self, names: Optional[Sequence[str]] = None) -> None:
         """Orthogonal initialisation (``torch.nn.init.orthogonal_``) of every shared basis.
 
         Bases of one joint group are initialised as one orthogonal matrix split row-wise, so they are
-        mutually orthogonal at the start (official ResNet34 double-shared init).
+        mutually orthogonal at the start (official ResNet34 double-shared init). ``names`` restricts the
+        initialisation to the groups containing those bases.
         """
-        for _, names in self._basis_groups:
-            params = [getattr(self, n) for n in names]
+        for _, group in self._basis_groups:
+            if names is not None and not set(group) & set(names):
+                continue
+            params = [getattr(self, n) for n in group]
             full = torch.empty(sum(p.shape[0] for p in params), params[0][0].numel(),
                                dtype=params[0].dtype, device=params[0].device)
             nn.init.orthogonal_(full)

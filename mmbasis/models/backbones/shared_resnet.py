@@ -319,6 +319,11 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
             first_of_shape.setdefault(key, f'shared_basis_{c}')
         return shared
 
+    def train(self, mode: bool = True) -> 'SharedBasisResNet':
+        """mmdet's ``train`` (freezing, ``norm_eval``), returning ``self`` like ``nn.Module.train``."""
+        super().train(mode)
+        return self
+
     # ------------------------------------------------------------------ deploy
     def switch_to_deploy(self) -> None:
         """Fold every BatchNorm and turn every basis/factorised convolution into plain ``nn.Conv2d``.

@@ -110,7 +110,7 @@ def test_deepcopy_keeps_sharing():
 
 def test_norm_eval():
     model = SharedBasisResNet(**S_STAR, norm_eval=True)
-    model.train()
+    assert model.eval() is model and model.train() is model  # chainable, unlike mmdet's ResNet.train
     assert check_norm_state(model.modules(), False)
     model = SharedBasisResNet(**S_STAR, norm_eval=False)
     model.train()

@@ -167,3 +167,24 @@ def test_two_process_ddp_matches_single_process():
         moved += int(not torch.equal(v, init[k]))
     assert moved > 0
     assert not torch.equal(single.backbone.layer2.shared_basis, init['backbone.layer2.shared_basis'])
+
+
+@pytest.mark.gpu
+def test_amp_optim_wrapper_on_gpu():
+    """Under AmpOptimWrapper (fp16 autocast + loss scaler) loss_orth stays float32 and matches fp32."""
+    from mmengine.optim import AmpOptimWrapper
+    torch.manual_seed(0)
+    model = ToyDetector(shared_rank=3).cuda()
+    with torch.no_grad():
+        for p in model.backbone.shared_bases().values():
+            p.mul_(1.3)
+    expected, _ = orthogonality_loss(model.backbone.basis_groups())
+    _attach(model)
+    wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.01), loss_scale='dynamic')
+    with wrapper.optim_context(model):
+        losses = model(**{k: v.cuda() for k, v in toy_batch(2).items()}, mode='loss')
+    assert losses['loss_orth'].dtype == torch.float32
+    assert losses['loss_orth'].item() == pytest.approx(LAMBDA * expected.item(), rel=1e-5)
+    loss, _ = model.parse_losses(losses)
+    wrapper.update_params(loss)
+    assert all(torch.isfinite(p).all() for p in model.backbone.shared_bases().values())

@@ -110,10 +110,7 @@ class InvertedResidualBlock(BaseModule):
 def _fuse_conv_module(cm: ConvModule) -> None:
     conv = cm.conv
     if isinstance(conv, BasisConv2d):
-        plain = nn.Conv2d(conv.in_channels, conv.rank, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                          bias=False).to(conv.full_weight().device)
-        plain.weight.data.copy_(conv.full_weight().detach())
-        conv = plain
+        conv = conv.to_conv2d()
     if cm.with_norm:
         cm.conv = fuse_conv_norm(conv, cm.norm)
         setattr(cm, cm.norm_name, nn.Identity())
@@ -136,7 +133,7 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
         variant (str): ``'official'`` (Net_RL2 layout, loads official weights) or ``'mmdet'``.
         out_indices (Sequence[int]): outputs among ``layer1..layer7`` (0..6) and ``conv2`` (7).
             Default ``(1, 2, 4, 7)``: channels 24, 32, 96, 1280 at strides 4, 8, 16, 32.
-        frozen_stages (int): -1 (none) .. 8; freezes ``conv1`` and ``layer1..K`` with their shared bases.
+        frozen_stages (int): -1 (none) .. 7; freezes ``conv1`` and ``layer1..K`` with their shared bases.
         conv_cfg, norm_cfg, act_cfg: ConvModule configs. ``act_cfg`` is the stem/last-conv activation (and
             the blocks' for ``variant='mmdet'``; official blocks use ReLU).
         norm_eval (bool): keep BNs in eval mode during training. Default False.

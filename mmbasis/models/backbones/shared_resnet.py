@@ -64,10 +64,7 @@ class _BlockMixin:
             if isinstance(conv, FactorizedConv2d):
                 fused = conv.fuse(norm)
             elif isinstance(conv, BasisConv2d):
-                plain = nn.Conv2d(conv.in_channels, conv.rank, conv.kernel_size, conv.stride, conv.padding,
-                                  conv.dilation, bias=False).to(conv.full_weight().device)
-                plain.weight.data.copy_(conv.full_weight().detach())
-                fused = fuse_conv_norm(plain, norm)
+                fused = fuse_conv_norm(conv.to_conv2d(), norm)
             else:
                 fused = fuse_conv_norm(conv, norm)
             setattr(self, conv_name, fused)

@@ -133,6 +133,15 @@ class BasisConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.full_weight(), None, self.stride, self.padding, self.dilation)
 
+    @torch.no_grad()
+    def to_conv2d(self) -> nn.Conv2d:
+        """An ordinary ``nn.Conv2d`` (no bias) with a copy of the current weights (deploy mode)."""
+        weight = self.full_weight().detach()
+        conv = nn.Conv2d(self.in_channels, self.rank, self.kernel_size, self.stride, self.padding, self.dilation,
+                         bias=False).to(device=weight.device, dtype=weight.dtype)
+        conv.weight.copy_(weight)
+        return conv
+
     def extra_repr(self) -> str:
         return (f'{self.in_channels}, rank={self.rank} (unique={self.unique_rank}, shared={self.shared_rank}), '
                 f'kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, '

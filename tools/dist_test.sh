@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Distributed testing with torchrun (one process per GPU; on CPU the gloo backend is used):
-#   bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCS [extra tools/test.py args]
-# Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1), PYTHON (python).
+# Distributed testing with torchrun, one process per GPU (on a machine without CUDA: CPU processes over
+# gloo, see mmbasis/utils/cli.py setup_cpu_distributed):
+#   bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCS [tools/test.py args, e.g. --out results.pkl]
+# Environment (as mmdet's): NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1),
+# PYTHON (python; e.g. PYTHON=.venv/bin/python).
 set -euo pipefail
+if [ $# -lt 3 ]; then
+    echo "usage: bash $0 CONFIG CHECKPOINT NUM_PROCS [tools/test.py args]" >&2
+    exit 2
+fi
 CONFIG=$1
 CHECKPOINT=$2
-GPUS=$3
+NPROCS=$3
 shift 3
-POS=("$CONFIG" "$CHECKPOINT")
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PYTHON=${PYTHON:-python}
-exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" --master_port="$PORT" \
-    "$(dirname "$0")/test.py" "${POS[@]}" --launcher pytorch "$@"
+exec "${PYTHON:-python}" -m torch.distributed.run \
+    --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --master_addr="${MASTER_ADDR:-127.0.0.1}" \
+    --nproc_per_node="$NPROCS" --master_port="${PORT:-29500}" \
+    "$(dirname "$0")/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"

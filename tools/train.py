@@ -1,23 +1,29 @@
-"""Train a detector from a config (same flags as mmdet's tools/train.py; imports mmbasis first).
+"""Train a detector from a config (mmdet 3.3's tools/train.py flags; imports mmbasis first).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                                  [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+
+``--resume`` without a path resumes from the latest checkpoint of the work dir (``last_checkpoint``).
+Full training checkpoints load with ``weights_only=True`` on torch >= 2.6 thanks to the allowlist that
+``import mmbasis`` installs (mmbasis/utils/checkpoint_compat.py).
 """
 import argparse
 
 import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmbasis.utils.cli import add_common_args, load_config
+from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed
+from mmdet.registry import RUNNERS
+from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 
-def parse_args(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision (needs a GPU)')
-    parser.add_argument('--auto-scale-lr', action='store_true', help='scale the lr by the total batch size')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr by (total batch size / auto_scale_lr.base_batch_size)')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from CKPT, or from the latest checkpoint in the work dir when no path is given')
@@ -25,9 +31,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv=None) -> None:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    setup_cache_size_limit_of_dynamo()
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, args.local_rank)
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print_log('AMP training is already enabled in the config', logger='current')
@@ -36,7 +43,7 @@ def main(argv=None):
             cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise SystemExit('error: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+            raise SystemExit('error: --auto-scale-lr needs auto_scale_lr=dict(base_batch_size=...) in the config')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume = True
@@ -44,6 +51,7 @@ def main(argv=None):
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    setup_cpu_distributed(cfg)  # --launcher pytorch without a GPU: gloo + CPU DDP
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
 

@@ -8,12 +8,13 @@ generation arguments). A split is generated in a temporary folder and moved into
 ``os.rename``, so a killed run or two processes (DDP ranks) generating at once never leave a partial
 dataset; an existing split generated with other arguments is never overwritten (clear error instead).
 """
+import inspect
 import json
 import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Mapping, Optional
 
 import cv2
 import numpy as np
@@ -80,7 +81,9 @@ def generate_shapes_split(root: str, split: str, num_images: int, img_size: int 
     Raises ``FileExistsError`` if ``root/<split>`` exists but was generated with other arguments, and
     ``ValueError`` for invalid arguments.
     """
-    if not isinstance(split, str) or not split or os.sep in split or split.startswith('.'):
+    if not isinstance(root, str) or not root:
+        raise ValueError(f'root={root!r} is not allowed: it must be a non-empty folder path')
+    if not isinstance(split, str) or not split or os.sep in split or '/' in split or split.startswith('.'):
         raise ValueError(f'split={split!r} is not allowed: use a plain folder name such as "train" or "val"')
     _check_int('num_images', num_images, 1)
     _check_int('img_size', img_size, 32, 4096)
@@ -106,6 +109,43 @@ def generate_shapes_split(root: str, split: str, num_images: int, img_size: int 
             shutil.rmtree(tmp, ignore_errors=True)
     _check_existing(target, meta)
     return target
+
+
+def _shapes_dataset_cfgs(dataset: Mapping) -> Iterator[Mapping]:
+    """Yield every ``SyntheticShapesDataset`` config inside ``dataset`` (through wrappers)."""
+    if dataset.get('type') in ('SyntheticShapesDataset', SyntheticShapesDataset):
+        yield dataset
+    if isinstance(dataset.get('dataset'), Mapping):  # RepeatDataset, ClassBalancedDataset, MultiImageMix...
+        yield from _shapes_dataset_cfgs(dataset['dataset'])
+    for sub in dataset.get('datasets', None) or ():  # ConcatDataset
+        if isinstance(sub, Mapping):
+            yield from _shapes_dataset_cfgs(sub)
+
+
+def generate_shapes_for_config(cfg: Mapping) -> List[str]:
+    """Generate (or check) every shapes split used by the train/val/test dataloaders of a config.
+
+    Args:
+        cfg: a loaded mmengine ``Config`` (or dict) with ``*_dataloader.dataset`` entries.
+
+    Returns:
+        The split folders, without duplicates, in dataloader order. Same errors as
+        :func:`generate_shapes_split`; datasets of other types are ignored.
+    """
+    defaults = {k: p.default for k, p in inspect.signature(SyntheticShapesDataset.__init__).parameters.items()}
+    folders: List[str] = []
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if not isinstance(loader, Mapping) or not isinstance(loader.get('dataset'), Mapping):
+            continue
+        for ds in _shapes_dataset_cfgs(loader['dataset']):
+            args = {k: ds.get(k, defaults[k])
+                    for k in ('data_root', 'split', 'num_images', 'img_size', 'seed', 'max_objects')}
+            root = args.pop('data_root')
+            folder = generate_shapes_split(root, **args)
+            if folder not in folders:
+                folders.append(folder)
+    return folders
 
 
 def _check_existing(target: str, meta: Dict) -> None:

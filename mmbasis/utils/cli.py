@@ -1,9 +1,16 @@
-"""Shared pieces of the command-line tools (``tools/train.py``, ``tools/test.py``, analysis tools)."""
+"""Shared pieces of the command-line tools (``tools/train.py``, ``tools/test.py``, demo, analysis tools).
+
+The flags and their semantics are mmdet 3.3's ``tools/train.py`` / ``tools/test.py`` ones, so a command
+line written for mmdet works unchanged with ours.
+"""
 import argparse
 import os
 import os.path as osp
+from datetime import timedelta
 from typing import Optional
 
+import torch
+import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 
 
@@ -12,19 +19,29 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--work-dir', help='the dir to save logs and models (default: ./work_dirs/<config name>)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
-        help='override settings of the config, key=value pairs, e.g. train_cfg.max_epochs=2')
+        help='override settings of the config, key=value pairs, e.g. train_cfg.max_epochs=2 '
+        'or key="[a,b]" for lists (no white space)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher (pytorch for torchrun / tools/dist_*.sh)')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank; torchrun sets LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
-def load_config(config: str, cfg_options: Optional[dict], work_dir: Optional[str], launcher: str) -> Config:
-    """Load ``config`` (clear error when missing), apply overrides, set ``work_dir`` and ``launcher``."""
+def load_config(config: str, cfg_options: Optional[dict], work_dir: Optional[str], launcher: str,
+                local_rank: int = 0) -> Config:
+    """Load ``config`` (clear error when missing), apply overrides, set ``work_dir`` and ``launcher``.
+
+    Like mmdet's tools: ``LOCAL_RANK`` is set from ``local_rank`` unless the launcher already set it; the
+    work dir is, by priority, ``work_dir``, the config's ``work_dir``, ``./work_dirs/<config name>``.
+
+    Raises:
+        SystemExit: with a message naming the path when ``config`` is not a file.
+    """
     if not osp.isfile(config):
         raise SystemExit(f'error: config file {config!r} does not exist (configs shipped with mmbasis live under '
                          f'configs/, e.g. configs/demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py)')
     if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = '0'
+        os.environ['LOCAL_RANK'] = str(local_rank)
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     if cfg_options:
@@ -34,3 +51,32 @@ def load_config(config: str, cfg_options: Optional[dict], work_dir: Optional[str
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+def setup_cpu_distributed(cfg: Config) -> bool:
+    """Make ``--launcher pytorch`` work on a machine without CUDA (gloo instead of nccl); no-op otherwise.
+
+    mmengine 0.10.7 always calls ``torch.cuda.set_device`` when it initialises a ``pytorch`` launch and wraps
+    the model in DDP with ``device_ids=[LOCAL_RANK]``; both fail without a GPU. Here the process group is
+    initialised with gloo from torchrun's environment (mmengine then skips its own initialisation) and the
+    wrapper gets ``device_ids=None`` (CPU DDP). Returns True when it did so.
+    """
+    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+        return False
+    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
+    if missing:
+        raise SystemExit(f'error: --launcher pytorch needs the environment torchrun sets ({", ".join(missing)} '
+                         'missing): start with tools/dist_train.sh / tools/dist_test.sh or torchrun')
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    dist_cfg['backend'] = 'gloo'
+    if not torch_dist.is_initialized():
+        timeout = dist_cfg.get('timeout')
+        torch_dist.init_process_group(backend='gloo', **({} if timeout is None else
+                                                         dict(timeout=timedelta(seconds=timeout))))
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    return True

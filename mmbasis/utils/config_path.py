@@ -19,6 +19,8 @@ def get_config_path(name: str) -> str:
 
     Raises ``FileNotFoundError`` listing close matches when it does not exist.
     """
+    if not isinstance(name, str) or not name.endswith('.py'):
+        raise ValueError(f'name={name!r} is not allowed: give a config path relative to configs/, ending in .py')
     root = config_root()
     path = root / name
     if path.is_file():

@@ -1,11 +1,14 @@
 import json
 import os
 import os.path as osp
+import multiprocessing
+import signal
+import time
 
 import pytest
 from mmengine.registry import init_default_scope
 
-from mmbasis.datasets import SyntheticShapesDataset, generate_shapes_split
+from mmbasis.datasets import SyntheticShapesDataset, generate_shapes_for_config, generate_shapes_split
 from mmdet.registry import DATASETS
 
 
@@ -61,3 +64,76 @@ def test_registered_dataset_loads(tmp_path):
     sample = ds[0]
     assert sample['inputs'].shape == (3, 64, 64)
     assert len(sample['data_samples'].gt_instances) >= 1
+
+
+def _generate(root: str, num_images: int, barrier=None) -> None:
+    """Child process body: (wait for the other children, then) generate a split."""
+    if barrier is not None:
+        barrier.wait(timeout=60)
+    generate_shapes_split(root, 'train', num_images, img_size=48, seed=5)
+
+
+def _annotation(folder: str) -> dict:
+    with open(osp.join(folder, 'annotation.json'), encoding='utf-8') as f:
+        return json.load(f)
+
+
+# fork: the children start at once, without re-importing mmdet (like DDP ranks that build their datasets)
+_FORK = multiprocessing.get_context('fork')
+
+
+def test_concurrent_generation_gives_one_complete_dataset(tmp_path):
+    """Two processes (like two DDP ranks) generating the same split at the same moment both succeed."""
+    root = str(tmp_path / 'shared')
+    barrier = _FORK.Barrier(2)
+    procs = [_FORK.Process(target=_generate, args=(root, 300, barrier)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    assert os.listdir(root) == ['train']  # the loser discarded its copy: no partial folder left behind
+    reference = generate_shapes_split(str(tmp_path / 'serial'), 'train', 300, img_size=48, seed=5)
+    assert _annotation(osp.join(root, 'train')) == _annotation(reference)
+    assert len(os.listdir(osp.join(root, 'train', 'images'))) == 300
+
+
+def test_killed_generation_leaves_no_partial_split(tmp_path):
+    root = str(tmp_path / 'killed')
+    proc = _FORK.Process(target=_generate, args=(root, 3000))
+    proc.start()
+    deadline = time.time() + 60
+    while not (osp.isdir(root) and os.listdir(root)) and time.time() < deadline:  # wait until it is writing
+        time.sleep(0.01)
+    time.sleep(0.2)
+    proc.kill()  # SIGKILL: no cleanup code runs
+    proc.join(timeout=60)
+    target = osp.join(root, 'train')
+    assert proc.exitcode == -signal.SIGKILL and not osp.exists(target), 'the kill must come mid-generation'
+    assert [n for n in os.listdir(root) if n.startswith('.train-partial-')]  # the dead run's hidden temp folder
+    # the next run generates the split normally and ignores the dead run's temporary folder
+    folder = generate_shapes_split(root, 'train', 20, img_size=48, seed=5)
+    assert len(_annotation(folder)['images']) == 20
+
+
+def test_generate_for_config_follows_wrappers(tmp_path):
+    root = str(tmp_path)
+    shapes = dict(type='SyntheticShapesDataset', data_root=root, num_images=2, img_size=32)
+    cfg = dict(
+        train_dataloader=dict(dataset=dict(type='RepeatDataset', times=2, dataset=dict(shapes, split='train'))),
+        val_dataloader=dict(dataset=dict(type='ConcatDataset', datasets=[dict(shapes, split='val', seed=1),
+                                                                         dict(type='CocoDataset', ann_file='x')])),
+        test_dataloader=dict(dataset=dict(shapes, split='val', seed=1)))
+    assert generate_shapes_for_config(cfg) == [osp.join(root, 'train'), osp.join(root, 'val')]
+    assert sorted(os.listdir(root)) == ['train', 'val']
+    cfg['test_dataloader']['dataset']['seed'] = 2  # the same folder with other arguments: refused
+    with pytest.raises(FileExistsError, match='seed'):
+        generate_shapes_for_config(cfg)
+
+
+def test_dataset_rejects_bad_arguments(tmp_path):
+    init_default_scope('mmdet')
+    with pytest.raises(ValueError, match='img_size=5000'):
+        DATASETS.build(dict(type='SyntheticShapesDataset', data_root=str(tmp_path), img_size=5000))
+    with pytest.raises(ValueError, match="root=''"):
+        generate_shapes_split('', 'train', 2)

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.multiprocessing as mp
+from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
 
 from mmbasis.engine import OrthogonalityRegularizerHook
@@ -15,6 +16,18 @@ from mmbasis.models import orthogonality_loss
 from tests.toy import ToyDetector, toy_batch
 
 LAMBDA = 10.
+
+
+def reference_l_orth(groups):
+    """L_orth of digest 2.1 written independently of ``mmbasis.models.losses`` (float64): per family,
+    sum_g ||B_g B_g^T - I||_F^2 / sum_g n_g^2, summed over the families."""
+    num, den = {}, {}
+    for g in groups:
+        b = torch.cat([p.reshape(p.shape[0], -1) for _, p in g.shared]).double()
+        d = b @ b.T - torch.eye(b.shape[0], dtype=torch.float64)
+        num[g.family] = num.get(g.family, 0.) + (d * d).sum()
+        den[g.family] = den.get(g.family, 0) + b.shape[0]**2
+    return sum(num[f] / den[f] for f in num)
 
 
 def _attach(model, **kwargs):
@@ -29,7 +42,7 @@ def _grads(model, batch):
     loss, log_vars = model.parse_losses(losses)
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    return grads, {k: float(v) for k, v in log_vars.items()}
+    return grads, {k: v.item() for k, v in log_vars.items()}
 
 
 def test_gradient_is_task_plus_lambda_orth():
@@ -37,11 +50,11 @@ def test_gradient_is_task_plus_lambda_orth():
     model = ToyDetector(shared_rank=3, basis_sharing='conv')
     with torch.no_grad():  # move the bases away from orthonormal so the term has a real gradient
         for p in model.backbone.shared_bases().values():
-            p.mul_(1.3).add_(0.05)
+            p.mul_(2.).add_(0.05)
     batch = toy_batch(2)
     task, _ = _grads(model, batch)
     model.zero_grad()
-    reg, _ = orthogonality_loss(model.backbone.basis_groups())
+    reg = reference_l_orth(model.backbone.basis_groups())
     reg.backward()
     orth = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     hook = _attach(model)
@@ -53,7 +66,10 @@ def test_gradient_is_task_plus_lambda_orth():
     for name, g in total.items():
         expected = task.get(name, 0) + LAMBDA * orth.get(name, torch.zeros_like(g))
         assert torch.allclose(g, expected, rtol=1e-4, atol=1e-7), name
-    assert any(name in orth for name in total)  # the bases did get a regulariser gradient
+    bases = [n for n in orth if 'shared_basis' in n]
+    assert len(bases) == 8 and set(orth) == set(bases)  # the regulariser reaches the shared bases only
+    # ... and it is far above the tolerance of the comparison, so the equality above is a real check
+    assert all((total[n] - task[n]).abs().max() > 20 * (1e-4 * task[n].abs().max() + 1e-7) for n in bases)
     hook.after_train(None)
     _, log_vars = _grads(model, batch)
     assert 'loss_orth' not in log_vars  # cleaned up after training
@@ -66,13 +82,63 @@ def test_only_in_loss_mode():
     assert isinstance(out, tuple)
 
 
-def _one_update(accumulative_counts: int):
+@pytest.mark.parametrize('options', [dict(pooling='basis'), dict(include_unique=True),
+                                     dict(pooling='basis', include_unique=True)])
+def test_options_reach_the_loss(options):
+    torch.manual_seed(0)
+    model = ToyDetector(shared_rank=3, unique_rank=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.2)
+    groups = model.backbone.basis_groups()
+    expected, _ = orthogonality_loss(groups, **options)
+    paper, _ = orthogonality_loss(groups)
+    assert abs(expected.item() - paper.item()) > 1e-3 * paper.item()  # the option changes the value
+    _attach(model, **options)
+    losses = model(**toy_batch(2), mode='loss')
+    assert losses['loss_orth'].item() == pytest.approx(LAMBDA * expected.item(), rel=1e-6)
+
+
+def test_float32_under_autocast_and_through_a_loss_scaler():
+    """CPU stand-in for AMP: bfloat16 autocast around forward (as AmpOptimWrapper.optim_context) and a
+    GradScaler: loss_orth stays float32, equals the float32 value, and its gradient goes through the scaler
+    with the task loss (same gradients after unscaling as without the scaler)."""
+    torch.manual_seed(0)
+    model = ToyDetector(shared_rank=3)
+    with torch.no_grad():
+        for p in model.backbone.shared_bases().values():
+            p.mul_(1.3)
+    expected = LAMBDA * reference_l_orth(model.backbone.basis_groups()).item()
+    _attach(model)
+    grads = []
+    for scale in (None, 2.**12):
+        model.zero_grad()
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            losses = model(**toy_batch(2), mode='loss')
+        assert losses['loss_task'].dtype == torch.bfloat16  # autocast was really on
+        assert losses['loss_orth'].dtype == torch.float32
+        assert losses['loss_orth'].item() == pytest.approx(expected, rel=1e-5)
+        loss, _ = model.parse_losses(losses)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.)
+        if scale is None:
+            loss.backward()
+        else:
+            scaler = torch.amp.GradScaler('cpu', init_scale=scale)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        grads.append({n: p.grad.clone() for n, p in model.backbone.shared_bases().items()})
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], rtol=1e-4, atol=1e-8), n
+
+
+def _one_update(accumulative_counts: int, regularise: bool = True):
     torch.manual_seed(0)
     model = ToyDetector(shared_rank=3)
     with torch.no_grad():
         for p in model.backbone.shared_bases().values():
             p.mul_(1.5)
-    _attach(model)
+    if regularise:
+        _attach(model)
     before = {n: p.detach().clone() for n, p in model.backbone.shared_bases().items()}
     wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1), accumulative_counts=accumulative_counts)
     wrapper.initialize_count_status(model, 0, accumulative_counts)
@@ -82,11 +148,15 @@ def _one_update(accumulative_counts: int):
 
 
 def test_gradient_accumulation_keeps_the_weight_per_update():
+    """k micro-steps of the same batch give the same update as one step: loss_orth is added on every
+    micro-step and divided by k with the task loss (adding it once per update would weigh it 1/k)."""
     plain = _one_update(1)
     accumulated = _one_update(3)
-    assert any(d.abs().max() > 1e-4 for d in plain.values())
+    task_only = _one_update(1, regularise=False)
     for n in plain:
-        assert torch.allclose(plain[n], accumulated[n], rtol=1e-4, atol=1e-5), n
+        assert torch.allclose(plain[n], accumulated[n], rtol=1e-4, atol=1e-6), n
+        # the regulariser's share of the update is far above the tolerance (else the check is empty)
+        assert (plain[n] - task_only[n]).abs().max() > 1e-3
 
 
 def test_errors_without_shared_bases():
@@ -115,10 +185,10 @@ STEPS, TOTAL_BATCH = 3, 4
 
 
 def _train(model, batches, wrapper_model=None):
+    """Train; return the logged ``loss_orth`` of every step."""
     run = wrapper_model or model
     wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
-    for batch in batches:
-        run.train_step(batch, wrapper)
+    return [run.train_step(batch, wrapper)['loss_orth'].item() for batch in batches]
 
 
 def _ddp_worker(rank: int, world: int, port: int, init_state: dict, out_file: str):
@@ -135,9 +205,9 @@ def _ddp_worker(rank: int, world: int, port: int, init_state: dict, out_file: st
     per_rank = TOTAL_BATCH // world
     batches = [dict(inputs=toy_batch(TOTAL_BATCH, seed=s)['inputs'][rank * per_rank:(rank + 1) * per_rank])
                for s in range(STEPS)]
-    _train(model, batches, ddp)
+    logged = _train(model, batches, ddp)
     if rank == 0:
-        torch.save(model.state_dict(), out_file)
+        torch.save(dict(state=model.state_dict(), loss_orth=torch.tensor(logged)), out_file)
     dist.barrier()
     dist.destroy_process_group()
 
@@ -156,11 +226,15 @@ def test_two_process_ddp_matches_single_process():
     single.load_state_dict(init)
     single.train()
     _attach(single)
-    _train(single, [toy_batch(TOTAL_BATCH, seed=s) for s in range(STEPS)])
+    single_logged = _train(single, [toy_batch(TOTAL_BATCH, seed=s) for s in range(STEPS)])
     with tempfile.TemporaryDirectory() as tmp:
         out = osp.join(tmp, 'rank0.pth')
         mp.spawn(_ddp_worker, args=(2, _free_port(), init, out), nprocs=2, join=True)
-        ddp_state = torch.load(out, weights_only=True)
+        saved = torch.load(out, weights_only=True)
+    ddp_state = saved['state']
+    # the hook ran inside DDP's forward on every step, with the same values as the single process
+    assert saved['loss_orth'].tolist() == pytest.approx(single_logged, rel=1e-5)
+    assert single_logged[0] > 0
     moved = 0
     for k, v in single.state_dict().items():
         assert torch.allclose(v.float(), ddp_state[k].float(), rtol=1e-4, atol=1e-6), k
@@ -188,3 +262,74 @@ def test_amp_optim_wrapper_on_gpu():
     loss, _ = model.parse_losses(losses)
     wrapper.update_params(loss)
     assert all(torch.isfinite(p).all() for p in model.backbone.shared_bases().values())
+
+
+class _RecordExpectedLossOrth(Hook):
+    """Test probe: lambda * L_orth (independent reference) of the weights each iteration's forward uses
+    (single-process run: ``runner.model`` is the detector itself)."""
+
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.expected = []
+
+    def before_train(self, runner):
+        # after the Runner's weight init: start away from orthonormal so loss_orth is well above rounding
+        with torch.no_grad():
+            for p in runner.model.backbone.shared_bases().values():
+                p.mul_(1.1)
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        groups = runner.model.backbone.basis_groups()
+        self.expected.append(LAMBDA * reference_l_orth(groups).item())
+
+
+@pytest.mark.slow
+def test_runner_trains_the_demo_config_and_logs_loss_orth(tmp_path):
+    """A real mmengine Runner on our demo config (Faster R-CNN, SharedBasisResNet-18 S16U1; hook enabled by
+    the config's custom_hooks line) at a tiny size: loss_orth is logged every iteration with the value of
+    lambda * L_orth, summed into the total loss, orth_max_err is logged but not summed, and the forward hook
+    is gone after training."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from mmbasis.utils import get_config_path
+    cfg = Config.fromfile(get_config_path('demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py'))
+    assert dict(type='OrthogonalityRegularizerHook', loss_weight=LAMBDA) in cfg.custom_hooks
+    data = str(tmp_path / 'data')
+    cfg.merge_from_dict({
+        'work_dir': str(tmp_path / 'work'),
+        'train_dataloader.dataset.data_root': data,
+        'train_dataloader.dataset.num_images': 6,
+        'train_dataloader.dataset.img_size': 64,
+        'train_dataloader.batch_size': 2,
+        'train_dataloader.dataset.pipeline.2.scale': (64, 64),
+        'train_cfg.max_epochs': 1,
+        'model.backbone.base_channels': 16,
+        'model.backbone.shared_rank': 8,
+        'model.neck.in_channels': [16, 32, 64, 128],
+        'default_hooks.logger.interval': 1,
+        'default_hooks.checkpoint': None,
+        'param_scheduler': [],
+        'log_level': 'WARNING',
+    })
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+    runner = Runner.from_cfg(cfg)
+    probe = _RecordExpectedLossOrth()
+    runner.register_hook(probe)
+    runner.train()
+    hub = runner.message_hub
+    logged = hub.get_scalar('train/loss_orth').data[0].tolist()
+    assert len(logged) == runner.iter == 3
+    assert logged == pytest.approx(probe.expected, rel=1e-4)
+    assert all(v > 1e-3 for v in logged)
+    loss_keys = [k for k in hub.log_scalars if k.startswith('train/') and 'loss' in k and k != 'train/loss']
+    assert 'train/loss_orth' in loss_keys and 'train/loss_cls' in loss_keys
+    total = sum(hub.get_scalar(k).data[0] for k in loss_keys)
+    assert hub.get_scalar('train/loss').data[0] == pytest.approx(total, rel=1e-5)
+    assert len(hub.get_scalar('train/orth_max_err').data[0]) == 3
+    model = runner.model
+    model.train()
+    batch = model.data_preprocessor(next(iter(runner.train_dataloader)), True)
+    assert 'loss_orth' not in model(**batch, mode='loss')  # the hook removed its forward hook

@@ -38,8 +38,10 @@ def run_condition(cfg, condition: str, iters: int, seed: int, loss_weight: float
     model.init_weights()
     model.train()
     groups = model.backbone.basis_groups() if hasattr(model.backbone, 'basis_groups') else []
+    groups = [g for g in groups if any(p.requires_grad for _, p in g.shared)]  # frozen stages: nothing to see
     if not groups:
-        raise SystemExit(f'error: the backbone {type(model.backbone).__name__} has no shared bases to analyse')
+        raise SystemExit(f'error: the backbone {type(model.backbone).__name__} has no trainable shared bases '
+                         'to analyse')
     if condition == 'with':
         hook_cfg = next((h for h in cfg.get('custom_hooks', []) if h.get('type') == HOOK), dict(type=HOOK))
         HOOKS.build(dict(hook_cfg, loss_weight=loss_weight)).before_train(SimpleNamespace(model=model))
@@ -53,12 +55,14 @@ def run_condition(cfg, condition: str, iters: int, seed: int, loss_weight: float
                 losses = model._run_forward(data, mode='loss')
             loss, log_vars = model.parse_losses(losses)
             optim.backward(loss)
+            loss_orth = log_vars['loss_orth'].item() if 'loss_orth' in log_vars else 0.
             for g in groups:
-                grads = torch.cat([p.grad.flatten() for _, p in g.shared if p.grad is not None]).abs()
+                grads = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
+                                   for _, p in g.shared]).abs()
                 lo, hi = singular_value_spread(g)
                 rows.append(dict(condition=condition, iter=it, basis=g.name, grad_mean=float(grads.mean()),
-                                 grad_max=float(grads.max()), sigma_min=lo, sigma_max=hi, loss=float(loss),
-                                 loss_orth=float(log_vars.get('loss_orth', 0.))))
+                                 grad_max=float(grads.max()), sigma_min=lo, sigma_max=hi, loss=loss.item(),
+                                 loss_orth=loss_orth))
             optim.step()
             optim.zero_grad()
             it += 1

@@ -128,9 +128,13 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
             (Shared++) or ``()`` (plain MobileNetV2).
         shared_stages (Sequence[int]): 0-based indices of the stages (``layer{i+1}``) whose non-first
             blocks share bases. Default ``(2, 3, 4, 5)``, the paper's stages 3-6.
-        with_eca (bool): ECA attention after the projection of shared blocks when the projection is shared
-            (official Shared++ at HEAD; the published result very likely predates it). Default False.
-        variant (str): ``'official'`` (Net_RL2 layout, loads official weights) or ``'mmdet'``.
+        with_eca (bool): ECA attention (Conv1d, k=1 for C<96 else 3, no bias) after the projection BN of
+            every shared block; needs ``'linear_conv'`` in ``shared_convs``. The official Shared++ code has it
+            since March 2021 (17 parameters); the published result very likely predates it, so the default
+            is False. Use True to load ECA-carrying official checkpoints.
+        variant (str): ``'official'`` (Net_RL2 layout, loads official weights; backbone-only counts
+            2,226,272 plain / 1,962,080 Shared / 1,697,888 Shared++ / 1,697,905 Shared++ with ECA) or
+            ``'mmdet'`` (mmdet's ``MobileNetV2`` layout).
         out_indices (Sequence[int]): outputs among ``layer1..layer7`` (0..6) and ``conv2`` (7).
             Default ``(1, 2, 4, 7)``: channels 24, 32, 96, 1280 at strides 4, 8, 16, 32.
         frozen_stages (int): -1 (none) .. 7; freezes ``conv1`` and ``layer1..K`` with their shared bases.
@@ -163,8 +167,9 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
                  deploy: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg=None) -> None:
-        self._validate(widen_factor, shared_convs, shared_stages, variant, out_indices, frozen_stages, pretrained,
-                       init_cfg)
+        self._validate(widen_factor, shared_convs, shared_stages, with_eca, variant, out_indices, frozen_stages,
+                       norm_cfg, dict(with_eca=with_eca, norm_eval=norm_eval, with_cp=with_cp, deploy=deploy),
+                       pretrained, init_cfg)
         if pretrained is not None:
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         elif init_cfg is None:
@@ -225,26 +230,42 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
             self.switch_to_deploy()
 
     @staticmethod
-    def _validate(widen_factor, shared_convs, shared_stages, variant, out_indices, frozen_stages, pretrained,
-                  init_cfg) -> None:
+    def _validate(widen_factor, shared_convs, shared_stages, with_eca, variant, out_indices, frozen_stages, norm_cfg,
+                  flags: Dict[str, object], pretrained, init_cfg) -> None:
+        def is_int(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
         if not isinstance(widen_factor, (int, float)) or isinstance(widen_factor, bool) or widen_factor <= 0:
             raise ValueError(f'widen_factor={widen_factor!r} is not allowed: it must be a number > 0')
-        if isinstance(shared_convs, str) or any(c not in _SHAREABLE for c in shared_convs) or \
-                len(set(shared_convs)) != len(shared_convs):
-            raise ValueError(f'shared_convs={shared_convs!r} is not allowed: use distinct names from {_SHAREABLE}')
-        bad = [s for s in shared_stages if not isinstance(s, int) or not 0 <= s < 7
-               or SharedBasisMobileNetV2.arch_settings[s][2] < 2]
-        if bad:
-            raise ValueError(f'shared_stages={tuple(shared_stages)!r} is not allowed: stage indices with more than '
-                             'one block are 1..5 (layer2..layer6); the paper shares stages (2, 3, 4, 5)')
+        if isinstance(shared_convs, str) or not isinstance(shared_convs, Sequence) or \
+                any(c not in _SHAREABLE for c in shared_convs) or len(set(shared_convs)) != len(shared_convs):
+            raise ValueError(f'shared_convs={shared_convs!r} is not allowed: use a tuple of distinct names from '
+                             f'{_SHAREABLE} (() for the plain MobileNetV2)')
+        multi = tuple(i for i, a in enumerate(SharedBasisMobileNetV2.arch_settings) if a[2] > 1)
+        if isinstance(shared_stages, str) or not isinstance(shared_stages, Sequence) or \
+                any(not is_int(s) or s not in multi for s in shared_stages) or \
+                len(set(shared_stages)) != len(shared_stages):
+            raise ValueError(f'shared_stages={shared_stages!r} is not allowed: use distinct 0-based indices of stages '
+                             f'with more than one block, from {multi} (layer2..layer6); the paper shares (2, 3, 4, 5)')
+        for name, value in flags.items():
+            if not isinstance(value, bool):
+                raise TypeError(f'{name}={value!r} is not allowed: it must be a bool')
+        if with_eca and 'linear_conv' not in shared_convs:
+            raise ValueError(f'with_eca=True needs a shared projection (official Shared++ blocks): add '
+                             f"'linear_conv' to shared_convs={tuple(shared_convs)!r}")
         if variant not in _VARIANTS:
             raise ValueError(f'variant={variant!r} is not allowed: choose one of {_VARIANTS}')
-        if not out_indices or any(not isinstance(i, int) or not 0 <= i < 8 for i in out_indices):
-            raise ValueError(f'out_indices={tuple(out_indices)!r} is not allowed: use indices in range(0, 8)')
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages < 8:
+        if isinstance(out_indices, str) or not isinstance(out_indices, Sequence) or not out_indices or \
+                any(not is_int(i) or not 0 <= i < 8 for i in out_indices) or len(set(out_indices)) != len(out_indices):
+            raise ValueError(f'out_indices={out_indices!r} is not allowed: use distinct indices in range(0, 8) '
+                             '(0..6: layer1..layer7, 7: conv2)')
+        if not is_int(frozen_stages) or not -1 <= frozen_stages < 8:
             raise ValueError(f'frozen_stages={frozen_stages!r} is not allowed: it must be an integer in [-1, 7]')
+        if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
+            raise TypeError(f"norm_cfg={norm_cfg!r} is not allowed: give a dict with a 'type' (e.g. dict(type='BN'))")
         if pretrained is not None and init_cfg is not None:
-            raise ValueError('init_cfg and pretrained cannot be given together')
+            raise ValueError('init_cfg and pretrained cannot be given together (pretrained is a deprecated alias of '
+                             "init_cfg=dict(type='Pretrained', checkpoint=...))")
         if pretrained is not None and not isinstance(pretrained, str):
             raise TypeError(f'pretrained must be a str or None, got {type(pretrained).__name__}')
 

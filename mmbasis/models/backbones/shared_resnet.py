@@ -16,7 +16,6 @@ blocks* whose listed convolutions use a filter basis owned by the stage:
 Bases of one stage with the same shape are initialised and regularised jointly; bases of different
 kernel sizes form separate pooling families of the orthogonality regulariser (paper Sec. 2.2 of the digest).
 """
-import warnings
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch.nn as nn
@@ -66,11 +65,20 @@ class _BlockMixin:
             elif isinstance(conv, BasisConv2d):
                 fused = fuse_conv_norm(conv.to_conv2d(), norm)
             else:
-                fused = fuse_conv_norm(conv, norm)
+                fused = fuse_conv_norm(_plain_conv(conv, conv_name), norm)
             setattr(self, conv_name, fused)
             setattr(self, norm_name, nn.Identity())
         if self.downsample is not None:
             self.downsample = _fuse_sequential(self.downsample)
+
+
+def _plain_conv(conv: nn.Module, name: str) -> nn.Conv2d:
+    """``conv`` if it is exactly ``nn.Conv2d``: subclasses built by ``conv_cfg`` (ConvWS, ConvAWS, DCN ...)
+    transform their weights in ``forward``, so folding their raw ``weight`` would be wrong."""
+    if type(conv) is not nn.Conv2d:
+        raise TypeError(f'cannot fold {name} ({type(conv).__name__}) for deploy mode: only plain nn.Conv2d '
+                        "convolutions (conv_cfg=None or dict(type='Conv2d')) can be folded")
+    return conv
 
 
 def _fuse_sequential(seq: nn.Sequential) -> nn.Sequential:
@@ -81,7 +89,8 @@ def _fuse_sequential(seq: nn.Sequential) -> nn.Sequential:
     while i < len(mods):
         m = mods[i]
         if isinstance(m, nn.Conv2d) and i + 1 < len(mods) and not isinstance(mods[i + 1], (nn.Conv2d, nn.ReLU)):
-            out += [fuse_conv_norm(m, mods[i + 1]), nn.Identity()]
+            conv = _plain_conv(m, f'the convolution at index {i} of a stem/shortcut')
+            out += [fuse_conv_norm(conv, mods[i + 1]), nn.Identity()]
             i += 2
         else:
             out.append(m)
@@ -156,10 +165,12 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
             'conv3')`` gives ResNet-50 Shared++. An empty tuple gives a plain ResNet.
         deploy (bool): build the deploy structure (norms folded, plain convs); see :meth:`switch_to_deploy`.
         **kwargs: every argument of mmdet's ``ResNet`` (out_indices, frozen_stages, norm_cfg, norm_eval,
-            with_cp, style, deep_stem, avg_down, init_cfg, ...). ``conv_cfg`` applies to the ordinary
-            convolutions (stem, first blocks, shortcuts, coefficients are plain ``nn.Conv2d``); basis
-            convolutions compute ``conv2d`` over the concatenated weights themselves. DCN and plugins are
-            allowed on stages without shared blocks only.
+            with_cp, style, deep_stem, avg_down, init_cfg, ...). ``conv_cfg`` builds the ordinary
+            convolutions (stem, first blocks, shortcuts); basis convolutions compute ``conv2d`` over the
+            concatenated weights themselves and coefficients are plain ``nn.Conv2d``, so with shared
+            convolutions only ``conv_cfg=None``/``dict(type='Conv2d')`` is accepted (ValueError otherwise).
+            DCN (Bottleneck ``conv2``) is allowed when ``conv2`` is not shared; plugins only with
+            ``shared_convs=()``. ``switch_to_deploy`` needs BatchNorm norms and plain convolutions.
 
     Output: a tuple of feature maps for ``out_indices`` (channels ``base_channels * 2**i * expansion``,
     strides 4, 8, 16, 32), as mmdet's ResNet.
@@ -221,8 +232,9 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
                                      'scaled shared + unique rank at most the layer width)')
         strides = kwargs.get('strides', (1, 2, 2, 2))
         dilations = kwargs.get('dilations', (1, 1, 1, 1))
-        if len(strides) != num_stages or len(dilations) != num_stages:
-            raise ValueError(f'strides={tuple(strides)!r} and dilations={tuple(dilations)!r} need one entry per '
+        if not isinstance(strides, Sequence) or not isinstance(dilations, Sequence) or \
+                len(strides) != num_stages or len(dilations) != num_stages:
+            raise ValueError(f'strides={strides!r} and dilations={dilations!r} need one entry per '
                              f'stage ({num_stages} stages)')
         out_indices = kwargs.get('out_indices', (0, 1, 2, 3))
         if not out_indices or any(not isinstance(i, int) or not 0 <= i < num_stages for i in out_indices):
@@ -237,10 +249,65 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         if kwargs.get('init_cfg') and kwargs.get('pretrained'):
             raise ValueError('init_cfg and pretrained cannot be given together (pretrained is a deprecated '
                              "alias of init_cfg=dict(type='Pretrained', checkpoint=...))")
+        for name in ('base_channels', 'in_channels', 'stem_channels'):
+            value = kwargs.get(name, 3 if name == 'in_channels' else 64)
+            if name == 'stem_channels' and value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f'{name}={value!r} is not allowed: it must be a positive integer')
+        for name, values in (('strides', strides), ('dilations', dilations)):
+            if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
+                raise ValueError(f'{name}={tuple(values)!r} is not allowed: use positive integers')
+        norm_cfg = kwargs.get('norm_cfg', dict(type='BN'))
+        if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
+            raise TypeError(f"norm_cfg={norm_cfg!r} is not allowed: give a dict with a 'type' (e.g. dict(type='BN'))")
+        convs = _DEFAULT_SHARED[block] if shared_convs is None else tuple(shared_convs)
         conv_cfg = kwargs.get('conv_cfg')
-        if conv_cfg is not None and conv_cfg.get('type') not in ('Conv', 'Conv2d'):
-            warnings.warn(f'conv_cfg={conv_cfg!r} applies to the ordinary convolutions only; basis convolutions '
-                          'of shared blocks are plain conv2d over the concatenated [unique; shared] weights')
+        if conv_cfg is not None and (not isinstance(conv_cfg, dict) or conv_cfg.get('type') not in ('Conv', 'Conv2d')):
+            if convs:
+                raise ValueError(
+                    f'conv_cfg={conv_cfg!r} is not allowed with shared convolutions: basis convolutions are plain '
+                    "conv2d over [unique; shared] weights, so only conv_cfg=None or dict(type='Conv2d') keeps the "
+                    'network consistent (other conv types are allowed with shared_convs=(), a plain ResNet)')
+        self._validate_dcn_plugins(block, convs, num_stages, kwargs)
+        base = kwargs.get('base_channels', 64)
+        for i in range(num_stages):
+            planes = base * 2**i
+            self._stage_basis_ranks(block, convs, shared_rank, unique_rank, rank_multipliers[i], basis_sharing,
+                                    planes * block.expansion, planes, i)
+
+    @staticmethod
+    def _validate_dcn_plugins(block, convs: Tuple[str, ...], num_stages: int, kwargs: dict) -> None:
+        """DCN (on ``conv2`` of Bottleneck) and plugins are supported only where no block is shared."""
+        dcn = kwargs.get('dcn')
+        stage_with_dcn = kwargs.get('stage_with_dcn', (False, ) * 4)
+        if dcn is not None:
+            if not isinstance(dcn, dict):
+                raise TypeError(f"dcn={dcn!r} is not allowed: give a dict (e.g. dict(type='DCNv2', "
+                                'deform_groups=1)) or None')
+            if len(stage_with_dcn) != num_stages or not all(isinstance(v, bool) for v in stage_with_dcn):
+                raise ValueError(f'stage_with_dcn={tuple(stage_with_dcn)!r} is not allowed: it needs one bool per '
+                                 f'stage ({num_stages} stages)')
+            if any(stage_with_dcn) and block is BasicBlock:
+                raise ValueError(f'dcn={dcn!r} is not allowed with BasicBlock (depth 18/34): mmdet supports DCN on '
+                                 'Bottleneck only')
+            if any(stage_with_dcn) and 'conv2' in convs:
+                raise ValueError(f'dcn={dcn!r} with stage_with_dcn={tuple(stage_with_dcn)!r} is not allowed: DCN '
+                                 f'replaces conv2, which is a shared convolution (shared_convs={convs}); use '
+                                 'shared_convs without conv2 or stage_with_dcn=(False, ...)')
+        plugins = kwargs.get('plugins')
+        if plugins:
+            if block is BasicBlock:
+                raise ValueError(f'plugins={plugins!r} are not allowed with BasicBlock (depth 18/34): mmdet '
+                                 'supports plugins on Bottleneck only')
+            for plugin in plugins:
+                stages = plugin.get('stages') if isinstance(plugin, dict) else None
+                if not isinstance(plugin, dict) or (stages is not None and len(stages) != num_stages):
+                    raise ValueError(f'plugin {plugin!r} is not allowed: give dict(cfg=..., position=..., '
+                                     f'stages=<{num_stages} bools>)')
+                if convs and (stages is None or any(stages)):
+                    raise ValueError(f'plugin {plugin!r} is not allowed: plugins are not supported in stages with '
+                                     f'shared blocks (shared_convs={convs}); use shared_convs=()')
 
     # ------------------------------------------------------------------ stages
     def make_res_layer(self, block, inplanes: int, planes: int, num_blocks: int, stride: int = 1,
@@ -251,11 +318,6 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         plain, shared_cls = (PlainBasicBlock, SharedBasicBlock) if block is BasicBlock else \
             (PlainBottleneck, SharedBottleneck)
         avg_down = kwargs.pop('avg_down', False)
-        conv_cfg = kwargs.get('conv_cfg')
-        norm_cfg = kwargs.get('norm_cfg', dict(type='BN'))
-        if num_blocks > 1 and self.shared_convs and (kwargs.get('dcn') is not None or kwargs.get('plugins')):
-            raise ValueError(f'stage {i} has shared blocks: DCN and plugins are not supported on them '
-                             '(set stage_with_dcn False / drop plugins for this stage or use shared_convs=())')
         first = ResLayer(plain, inplanes, planes, 1, stride=stride, avg_down=avg_down, dilation=dilation,
                          **kwargs)[0]
         stage = SharedBasisStage()
@@ -275,34 +337,49 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
                            dilation=dilation, **kwargs))
         return stage
 
-    def _conv_geometry(self, block, conv: str, inplanes: int, planes: int) -> Tuple[int, int, int]:
+    @staticmethod
+    def _conv_geometry(block, conv: str, inplanes: int, planes: int) -> Tuple[int, int, int]:
         """(in_channels, out_channels, kernel) of ``conv`` in a non-first block."""
         if block is BasicBlock:
             return planes, planes, 3
         return {'conv1': (inplanes, planes, 1), 'conv2': (planes, planes, 3),
                 'conv3': (planes, planes * block.expansion, 1)}[conv]
 
-    def _add_stage_bases(self, stage: SharedBasisStage, i: int, block, inplanes: int, planes: int,
-                         dilation: int) -> Dict[str, nn.Parameter]:
-        geo = {c: self._conv_geometry(block, c, inplanes, planes) for c in self.shared_convs}
+    @classmethod
+    def _stage_basis_ranks(cls, block, convs: Tuple[str, ...], shared_rank: Optional[int], unique_rank: int,
+                           multiplier: int, basis_sharing: str, inplanes: int, planes: int,
+                           stage_idx: int) -> Tuple[Dict[str, Tuple[int, int, int]], Dict[str, int]]:
+        """Geometry ``(in, out, k)`` and shared rank of every shared conv of a stage; ValueError if invalid.
+
+        The scaled rank ``(s + u) * multiplier`` must not exceed the conv's output width; ``'stage'``
+        sharing needs every listed conv to have the same basis shape.
+        """
+        geo = {c: cls._conv_geometry(block, c, inplanes, planes) for c in convs}
         ranks = {}
         for c, (cin, cout, k) in geo.items():
-            if self.shared_rank is None:
+            if shared_rank is None:
                 ranks[c] = cout
-            else:
-                s, u = self.shared_rank * self.rank_multipliers[i], self.unique_rank * self.rank_multipliers[i]
-                if s + u > cout:
-                    raise ValueError(
-                        f'shared_rank={self.shared_rank} and unique_rank={self.unique_rank} give a basis of rank '
-                        f'{s}+{u}={s + u} in stage {i} ({c}), larger than the layer width {cout}: the rank must be '
-                        f'at most the width')
-                ranks[c] = s
-        if self.basis_sharing == 'stage':
+                continue
+            s, u = shared_rank * multiplier, unique_rank * multiplier
+            if s + u > cout:
+                raise ValueError(
+                    f'shared_rank={shared_rank} and unique_rank={unique_rank} give a basis of rank {s}+{u}={s + u} '
+                    f'in stage {stage_idx} ({c}), larger than the layer width {cout}: the rank must be at most '
+                    'the width')
+            ranks[c] = s
+        if basis_sharing == 'stage':
             shapes = {(geo[c][0], geo[c][2], ranks[c]) for c in geo}
             if len(shapes) > 1:
                 raise ValueError(f"basis_sharing='stage' needs convolutions of one shape, but shared_convs="
-                                 f"{self.shared_convs} have (in_channels, kernel, rank) {sorted(shapes)}: use "
+                                 f"{convs} have (in_channels, kernel, rank) {sorted(shapes)}: use "
                                  "basis_sharing='conv'")
+        return geo, ranks
+
+    def _add_stage_bases(self, stage: SharedBasisStage, i: int, block, inplanes: int, planes: int,
+                         dilation: int) -> Dict[str, nn.Parameter]:
+        geo, ranks = self._stage_basis_ranks(block, self.shared_convs, self.shared_rank, self.unique_rank,
+                                             self.rank_multipliers[i], self.basis_sharing, inplanes, planes, i)
+        if self.basis_sharing == 'stage':
             c0 = self.shared_convs[0]
             p = stage.add_shared_basis('shared_basis', ranks[c0], geo[c0][0], geo[c0][2],
                                        family=f'conv{geo[c0][2]}x{geo[c0][2]}')
@@ -342,3 +419,5 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
                 blk.switch_to_deploy()
             stage.remove_shared_bases()
         self.deploy = True
+        # New modules start trainable and in training mode: re-apply frozen_stages and the current mode.
+        self.train(self.training)

@@ -206,16 +206,18 @@ class FactorizedConv2d(nn.Module):
                 t2 = coeff.new_zeros(self.out_channels)
             coeff = coeff * s2.view(-1, 1)
             bias_out = coeff @ t1 + t2
+            like = dict(device=w_basis.device, dtype=w_basis.dtype)  # same device/precision as the model
             if deploy_form(b.in_channels, self.out_channels, b.rank, b.kernel_size) == 'merged':
                 conv = nn.Conv2d(b.in_channels, self.out_channels, b.kernel_size, b.stride, b.padding, b.dilation,
-                                 bias=True)
+                                 bias=True, **like)
                 conv.weight.copy_(torch.einsum('tr,rskl->tskl', coeff, w_basis))
                 conv.bias.copy_(bias_out)
                 return conv
-            basis_conv = nn.Conv2d(b.in_channels, b.rank, b.kernel_size, b.stride, b.padding, b.dilation, bias=True)
+            basis_conv = nn.Conv2d(b.in_channels, b.rank, b.kernel_size, b.stride, b.padding, b.dilation, bias=True,
+                                   **like)
             basis_conv.weight.copy_(w_basis)
             basis_conv.bias.copy_(t1)
-            coeff_conv = nn.Conv2d(b.rank, self.out_channels, 1, bias=True)
+            coeff_conv = nn.Conv2d(b.rank, self.out_channels, 1, bias=True, **like)
             coeff_conv.weight.copy_(coeff.view(self.out_channels, b.rank, 1, 1))
             coeff_conv.bias.copy_(t2)
             return nn.Sequential(basis_conv, coeff_conv)

@@ -32,8 +32,9 @@ def fuse_conv_norm(conv: nn.Conv2d, norm: Optional[nn.Module]) -> nn.Conv2d:
     """A new bias-carrying ``nn.Conv2d`` equal to ``norm(conv(x))`` in eval mode (any groups)."""
     scale, shift = bn_scale_shift(norm, conv.out_channels, conv.weight)
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
+                      device=conv.weight.device, dtype=conv.weight.dtype)  # the model's device and precision
     bias = conv.bias.detach() if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
     fused.weight.data.copy_(conv.weight.detach() * scale.view(-1, 1, 1, 1))
     fused.bias.data.copy_(bias * scale + shift)
-    return fused.to(conv.weight.device)
+    return fused

@@ -34,6 +34,10 @@ def test_shapes(variant, shared):
 def test_widen_factor_and_default_out_indices():
     outs = SharedBasisMobileNetV2(widen_factor=0.5)(torch.randn(1, 3, 64, 64))
     assert [o.shape[1] for o in outs] == [16, 16, 48, 1280]
+    wide = SharedBasisMobileNetV2(widen_factor=1.5, **SHARED_PP)
+    assert [o.shape[1] for o in wide(torch.randn(1, 3, 64, 64))] == [40, 48, 144, 1920]
+    assert tuple(wide.layer4.shared_basis_expand.shape) == (576, 96, 1, 1)
+    assert tuple(wide.layer4.shared_basis_project.shape) == (96, 576, 1, 1)
 
 
 def test_mmdet_variant_matches_mmdet_mobilenet_v2_layout():
@@ -93,6 +97,38 @@ def test_norm_eval_frozen_stages_with_cp():
         sum(o.pow(2).mean() for o in m(x)).backward()
     for (n, p), q in zip(ref.named_parameters(), cp.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-6, rtol=1e-4), n
+
+
+def test_frozen_stages_without_norm_eval():
+    model = SharedBasisMobileNetV2(**SHARED_PP, frozen_stages=4)
+    model.train()
+    for i in range(1, 8):
+        layer = getattr(model, f'layer{i}')
+        frozen = i <= 4
+        assert check_norm_state(layer.modules(), not frozen), i
+        assert all(p.requires_grad != frozen for p in layer.parameters()), i
+    assert check_norm_state(model.conv1.modules(), False) and check_norm_state(model.conv2.modules(), True)
+    assert not model.layer4.shared_basis_project.requires_grad and model.layer5.shared_basis_project.requires_grad
+    model.train()  # a second call keeps them frozen
+    assert not model.layer3.shared_basis_expand.requires_grad
+
+
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(with_eca=True), ValueError, 'with_eca=True'),
+    (dict(shared_convs=(), with_eca=True), ValueError, 'with_eca=True'),
+    (dict(norm_eval='yes'), TypeError, "norm_eval='yes'"),
+    (dict(with_cp=1), TypeError, 'with_cp=1'),
+    (dict(shared_stages=(2, 2)), ValueError, r'shared_stages=\(2, 2\)'),
+    (dict(shared_stages=(True, )), ValueError, 'shared_stages'),
+    (dict(shared_convs='expand_conv'), ValueError, "shared_convs='expand_conv'"),
+    (dict(out_indices=7), ValueError, 'out_indices=7'),
+    (dict(out_indices=(1, 1)), ValueError, 'distinct'),
+    (dict(frozen_stages=True), ValueError, 'frozen_stages=True'),
+    (dict(norm_cfg='BN'), TypeError, "norm_cfg='BN'"),
+])
+def test_invalid_argument_types(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SharedBasisMobileNetV2(**kwargs)
 
 
 @pytest.mark.parametrize('kwargs, match', [

@@ -1,7 +1,12 @@
 import copy
+import re
 
 import pytest
 import torch
+import torch.nn as nn
+from mmcv.cnn import fuse_conv_bn
+from mmcv.ops import ModulatedDeformConv2dPack
+from mmdet.models.backbones import ResNet
 from mmengine.optim import build_optim_wrapper
 
 from mmbasis.models import PAPER_BACKBONE_PARAMS, SharedBasisResNet, paper_backbone_cfg
@@ -15,10 +20,40 @@ S_SINGLE = dict(depth=34, shared_rank=2, unique_rank=1, basis_sharing='stage', *
 R50_PP = dict(depth=50, shared_convs=('conv2', 'conv3'), basis_sharing='conv', **SMALL)
 
 
+# Shared-parameter totals of the official models (paper digest 7.1), bases per family, uses of a stage-3 basis.
+PAPER_SHARED = {
+    'ResNet34-S48U1*': (4_700_160, {'conv3x3': 8}, 5),
+    'ResNet34-S32U1*': (None, {'conv3x3': 8}, 5),
+    'ResNet34-S16U1*': (None, {'conv3x3': 8}, 5),
+    'ResNet34-S48U1': (2_350_080, {'conv3x3': 4}, 10),
+    'ResNet34-S32U1': (None, {'conv3x3': 4}, 10),
+    'ResNet34-S16U1': (None, {'conv3x3': 4}, 10),
+    'ResNet50-Shared': (3_133_440, {'conv3x3': 4}, 5),
+    'ResNet50-Shared++': (4_526_080, {'conv3x3': 4, 'conv1x1': 4}, 5),
+    'ResNet101-Shared': (3_133_440, {'conv3x3': 4}, 22),
+}
+
+
 @pytest.mark.parametrize('name', [n for n in PAPER_BACKBONE_PARAMS if n.startswith('ResNet')])
 def test_paper_parameter_counts(name):
     model = MODELS.build(paper_backbone_cfg(name))
     assert num_params(model) == PAPER_BACKBONE_PARAMS[name]
+    shared_total, families, stage3_uses = PAPER_SHARED[name]
+    bases = model.shared_bases()
+    if shared_total is not None:
+        assert sum(p.numel() for p in bases.values()) == shared_total
+    per_family = {}
+    for g in model.basis_groups():
+        per_family[g.family] = per_family.get(g.family, 0) + len(g.shared)
+    assert per_family == families
+    first = next(p for n, p in bases.items() if n.startswith('layer3.'))
+    assert sum(c.shared_basis is first for c in _uses(model, 'layer3')) == stage3_uses
+    model.eval()  # a 32 px input leaves 1x1 maps in layer4: eval-mode BN works with batch 1
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 32, 32))
+    expansion = 1 if name.startswith('ResNet34') else 4
+    assert [o.shape[1] for o in outs] == [64 * expansion * 2**i for i in range(4)]
+    assert [o.shape[-1] for o in outs] == [8, 4, 2, 1]
 
 
 @pytest.mark.parametrize('cfg, channels', [
@@ -85,8 +120,9 @@ def test_gradient_accumulates_from_every_block():
     assert torch.allclose(tied.layer3.shared_basis.grad, total, rtol=1e-4, atol=1e-6)
 
 
-def test_each_shared_tensor_once_everywhere():
-    model = SharedBasisResNet(**S_STAR)
+@pytest.mark.parametrize('cfg', [S_STAR, R50_PP])
+def test_each_shared_tensor_once_everywhere(cfg):
+    model = SharedBasisResNet(**cfg)
     shared = model.shared_bases()
     assert len(shared) == 8
     param_ids = [id(p) for p in model.parameters()]
@@ -131,10 +167,11 @@ def test_frozen_stages_freeze_shared_bases():
     assert model.layer1.shared_basis_conv1.grad is None and model.layer3.shared_basis_conv1.grad is not None
 
 
-def test_with_cp_same_output_and_grads():
+@pytest.mark.parametrize('cfg', [S_STAR, R50_PP])
+def test_with_cp_same_output_and_grads(cfg):
     torch.manual_seed(0)
-    ref = SharedBasisResNet(**S_STAR, norm_eval=False, zero_init_residual=False)
-    cp = SharedBasisResNet(**S_STAR, norm_eval=False, zero_init_residual=False, with_cp=True)
+    ref = SharedBasisResNet(**cfg, norm_eval=False, zero_init_residual=False)
+    cp = SharedBasisResNet(**cfg, norm_eval=False, zero_init_residual=False, with_cp=True)
     cp.load_state_dict(ref.state_dict())
     assert all(b.with_cp for b in cp.modules() if hasattr(b, 'with_cp') and hasattr(b, 'conv1'))
     x = torch.randn(2, 3, 32, 32, requires_grad=True)
@@ -166,6 +203,22 @@ def test_with_cp_same_output_and_grads():
     (dict(depth=34, style='tf'), "style='tf'"),
     (dict(depth=34, pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='a.pth')), 'cannot be given'),
     (dict(depth=34, dcn=dict(type='DCNv2', deform_groups=1), stage_with_dcn=(True, ) * 4), 'DCN'),
+    (dict(depth=50, dcn=dict(type='DCNv2', deform_groups=1), stage_with_dcn=(False, True, True, True)),
+     'DCN replaces conv2, which is a shared convolution'),
+    (dict(depth=50, shared_convs=('conv3', ), dcn=dict(type='DCNv2', deform_groups=1), stage_with_dcn=(True, )),
+     r'stage_with_dcn=\(True,\)'),
+    (dict(depth=34, plugins=[dict(cfg=dict(type='ContextBlock', ratio=0.25), position='after_conv2')]),
+     'BasicBlock'),
+    (dict(depth=50, plugins=[dict(cfg=dict(type='ContextBlock', ratio=0.25), position='after_conv3')]),
+     'plugins are not supported in stages with shared blocks'),
+    (dict(depth=50, conv_cfg=dict(type='ConvWS')), "conv_cfg={'type': 'ConvWS'}"),
+    (dict(depth=34, dilations=(1, 1, 1)), 'dilations'),
+    (dict(depth=34, strides=(1, 2, 0, 2)), r'strides=\(1, 2, 0, 2\)'),
+    (dict(depth=34, shared_rank=60, unique_rank=1, rank_multipliers=(1, 2, 4, 9)),
+     'in stage 3 .* larger than the layer width 512'),
+    (dict(depth=50, shared_rank=48, unique_rank=17), 'rank 48\\+17=65 in stage 0 \\(conv2\\)'),
+    (dict(depth=50, shared_convs=('conv1', 'conv3'), basis_sharing='stage'), 'one shape'),
+    (dict(depth=18, base_channels=0), 'base_channels=0'),
 ])
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -189,23 +242,31 @@ def test_strict_state_dict_round_trip():
 @pytest.mark.parametrize('cfg', [
     S_STAR, S_SINGLE, R50_PP,
     dict(depth=18, shared_rank=14, unique_rank=2, base_channels=16, deep_stem=True, avg_down=True),
-    dict(depth=18, shared_rank=None, **SMALL)])
+    dict(depth=18, shared_rank=None, **SMALL),
+    dict(depth=50, shared_rank=2, unique_rank=1, shared_convs=('conv1', 'conv2', 'conv3'), basis_sharing='conv',
+         style='caffe', **SMALL),
+    dict(depth=18, shared_rank=3, unique_rank=1, strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2), **SMALL)])
 def test_deploy_equivalence_and_strict_reload(cfg):
-    model = SharedBasisResNet(**cfg)
+    """Folding is exact: in float64 the outputs agree to rounding (float32 would hide errors of ~1e-6)."""
+    model = SharedBasisResNet(**cfg).double()
     randomize_bn(model)
     model.eval()
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
         before = model(x)
         model.switch_to_deploy()
         after = model(x)
+    assert all(p.dtype == torch.float64 for p in model.parameters())  # folded modules keep the precision
     for a, b in zip(before, after):
-        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+        assert (a - b).abs().max() <= 1e-10 * a.abs().max()
     kinds = {type(m) for m in model.modules()}
     assert not any(issubclass(k, (torch.nn.modules.batchnorm._BatchNorm, BasisConv2d, FactorizedConv2d))
                    for k in kinds)
+    leaves = [m for m in model.modules() if not list(m.children())]
+    assert {type(m) for m in leaves} <= {nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Identity}
+    assert all(m.bias is not None for m in leaves if isinstance(m, nn.Conv2d))
     assert model.basis_groups() == [] and model.shared_bases() == {}
-    deployed = SharedBasisResNet(**cfg, deploy=True)
+    deployed = SharedBasisResNet(**cfg, deploy=True).double()
     deployed.load_state_dict(model.state_dict(), strict=True)
     deployed.eval()
     with torch.no_grad():
@@ -217,3 +278,123 @@ def test_deploy_refuses_group_norm():
     model = SharedBasisResNet(**S_STAR, norm_cfg=dict(type='GN', num_groups=1))
     with pytest.raises(TypeError, match='GroupNorm'):
         model.switch_to_deploy()
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(depth=34, shared_convs='conv1'), "'conv1'"),
+    (dict(depth=50, shared_convs=('conv3', ), dcn='DCNv2', stage_with_dcn=(False, True, True, True)),
+     "dcn='DCNv2'"),
+    (dict(depth=34, norm_cfg=None), 'norm_cfg=None'),
+])
+def test_invalid_argument_types(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        SharedBasisResNet(**kwargs)
+
+
+def test_deploy_refuses_non_plain_convs():
+    model = SharedBasisResNet(depth=18, shared_convs=(), conv_cfg=dict(type='ConvWS'), **SMALL)
+    with pytest.raises(TypeError, match='ConvWS2d'):  # folding its raw weight would be silently wrong
+        model.switch_to_deploy()
+
+
+def test_dcn_on_unshared_conv2():
+    model = SharedBasisResNet(depth=50, shared_convs=('conv3', ), dcn=dict(type='DCNv2', deform_groups=1),
+                              stage_with_dcn=(False, True, True, True), **SMALL)
+    assert isinstance(model.layer2[1].conv2, ModulatedDeformConv2dPack)
+    assert isinstance(model.layer1[1].conv2, nn.Conv2d)
+    assert model.layer2[1].conv3.shared_basis is model.layer2.shared_basis
+    assert [o.shape[1] for o in model(torch.randn(2, 3, 32, 32))] == [32, 64, 128, 256]
+    with pytest.raises(TypeError, match='DCN'):
+        model.switch_to_deploy()
+
+
+def test_deploy_keeps_frozen_stages_and_mode():
+    x = torch.randn(2, 3, 32, 32)
+    model = SharedBasisResNet(**S_STAR, frozen_stages=1)
+    randomize_bn(model)
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)
+    model.switch_to_deploy()
+    assert not any(m.training for m in model.modules())  # switching keeps the eval mode
+    assert model.train() is model
+    assert not model.layer1.training and model.layer2.training
+    assert not any(p.requires_grad for p in [*model.conv1.parameters(), *model.layer1.parameters()])
+    assert all(p.requires_grad for p in model.layer2.parameters())
+    with torch.no_grad():  # no norm is left: training mode computes the same function
+        for a, b in zip(ref, model(x)):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    built = SharedBasisResNet(**S_STAR, frozen_stages=1, deploy=True)
+    assert not any(p.requires_grad for p in [*built.conv1.parameters(), *built.layer1.parameters()])
+    built.init_weights()  # mmdet's init_cfg (incl. the zero_init_residual override) still applies
+    assert all(torch.isfinite(o).all() for o in built(x))
+
+
+@pytest.mark.parametrize('cfg', [S_STAR, dict(depth=50, shared_convs=('conv2', 'conv3'), basis_sharing='conv',
+                                              **SMALL)])
+def test_mmcv_fuse_conv_bn_is_safe(cfg):
+    """mmcv's fuse_conv_bn (mmdet benchmark/test tools) must not mis-fuse the basis norms of the training form."""
+    model = SharedBasisResNet(**cfg)
+    randomize_bn(model)
+    model.eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        fuse_conv_bn(model)
+        for a, b in zip(ref, model(x)):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+        model.switch_to_deploy()
+        keys = set(model.state_dict())
+        fuse_conv_bn(model)  # nothing left to fuse
+        assert set(model.state_dict()) == keys
+        for a, b in zip(ref, model(x)):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize('depth, shared', [(34, dict(shared_rank=2, unique_rank=1)), (50, dict())])
+def test_mmdet_resnet_weights_load_by_name(depth, shared):
+    """Stem and first blocks keep mmdet's keys, so ImageNet ResNet weights load into them by name."""
+    ref = ResNet(depth=depth, **SMALL)
+    randomize_bn(ref)
+    model = SharedBasisResNet(depth=depth, **shared, **SMALL)
+    result = model.load_state_dict(ref.state_dict(), strict=False)
+    assert result.missing_keys and result.unexpected_keys
+    assert all(re.match(r'layer\d\.([1-9]\d*\.|shared_basis)', k) for k in result.missing_keys)
+    assert all(re.match(r'layer\d\.[1-9]\d*\.', k) for k in result.unexpected_keys)
+    own = model.state_dict()
+    first = [k for k in ref.state_dict() if re.match(r'(conv1|bn1|layer\d\.0\.)', k)]
+    assert 'layer2.0.downsample.0.weight' in first
+    assert all(torch.equal(own[k], ref.state_dict()[k]) for k in first)
+
+
+def test_zero_init_residual_and_orthogonal_bases():
+    model = SharedBasisResNet(**R50_PP)
+    model.init_weights()
+    for name in model.res_layers:
+        stage = getattr(model, name)
+        assert all(blk.norm3.weight.abs().sum() == 0 for blk in stage)  # last norm of every block
+        b3 = stage.shared_basis_conv2.flatten(1)  # (p, 9p): orthonormal rows
+        b1 = stage.shared_basis_conv3.flatten(1)  # (4p, p): rows cannot be orthonormal, columns are
+        assert torch.allclose(b3 @ b3.t(), torch.eye(b3.shape[0]), atol=1e-5)
+        assert torch.allclose(b1.t() @ b1, torch.eye(b1.shape[1]), atol=1e-5)
+    model = SharedBasisResNet(**S_STAR, zero_init_residual=False)
+    model.init_weights()
+    for name in model.res_layers:
+        stage = getattr(model, name)
+        assert all(torch.all(blk.norm2.weight == 1) for blk in stage)
+        joint = torch.cat([stage.shared_basis_conv1.flatten(1), stage.shared_basis_conv2.flatten(1)])
+        assert torch.allclose(joint @ joint.t(), torch.eye(joint.shape[0]), atol=1e-5)  # jointly orthonormal
+
+
+@pytest.mark.parametrize('style, first_strides', [('pytorch', ((1, 1), (2, 2))), ('caffe', ((2, 2), (1, 1)))])
+def test_style_places_the_stride_in_the_first_block(style, first_strides):
+    model = SharedBasisResNet(**R50_PP, style=style)
+    assert (model.layer2[0].conv1.stride, model.layer2[0].conv2.stride) == first_strides
+    assert all(blk.conv2.stride == (1, 1) for blk in list(model.layer2)[1:])  # shared bases run at stride 1
+    assert [o.shape[-1] for o in model(torch.randn(2, 3, 32, 32))] == [8, 4, 2, 1]
+
+
+def test_pretrained_is_a_deprecated_alias():
+    with pytest.warns(UserWarning, match='deprecated'):
+        model = SharedBasisResNet(**S_STAR, pretrained='ckpt.pth')
+    assert model.init_cfg == dict(type='Pretrained', checkpoint='ckpt.pth')

@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import pytest
+
+from mmbasis.utils import config_path, get_config_path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_finds_repo_configs():
+    path = get_config_path('demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py')
+    assert Path(path) == REPO / 'configs/demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py'
+
+
+def test_missing_config_lists_close_matches():
+    with pytest.raises(FileNotFoundError, match='did you mean: demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py'):
+        get_config_path('demo/faster-rcnn_r18-s16u1_slim-fpn_shape.py')
+    with pytest.raises(FileNotFoundError, match='available: .*shared_basis/'):
+        get_config_path('zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz.py')
+
+
+def test_installed_layout_uses_mim_configs(tmp_path, monkeypatch):
+    """In a wheel there is no repo configs/ next to the package, only mmbasis/.mim/configs."""
+    pkg = tmp_path / 'site-packages' / 'mmbasis'
+    (pkg / 'utils').mkdir(parents=True)
+    cfg = pkg / '.mim' / 'configs' / 'demo' / 'x.py'
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text('a = 1\n')
+    monkeypatch.setattr(config_path, '__file__', str(pkg / 'utils' / 'config_path.py'))
+    assert get_config_path('demo/x.py') == str(cfg)
+    cfg.unlink()
+    (pkg / '.mim' / 'configs' / 'demo').rmdir()
+    (pkg / '.mim' / 'configs').rmdir()
+    with pytest.raises(FileNotFoundError, match='reinstall mmbasis'):
+        get_config_path('demo/x.py')
+
+
+@pytest.mark.parametrize('name', [None, '', 'demo/faster-rcnn_r18-s16u1_slim-fpn_shapes'])
+def test_invalid_names(name):
+    with pytest.raises(ValueError, match='relative to configs/'):
+        get_config_path(name)

@@ -37,7 +37,8 @@ class _KeepMetrics(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if outputs and 'loss_orth' in outputs:
-            self.loss_orth.append(float(outputs['loss_orth']))
+            value = outputs['loss_orth']
+            self.loss_orth.append(float(value.detach() if hasattr(value, 'detach') else value))
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         self.metrics = dict(metrics or {})

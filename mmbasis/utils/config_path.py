@@ -1,6 +1,5 @@
 """Locating the configs shipped with mmbasis (repository ``configs/`` or the wheel's ``.mim/configs``)."""
 import difflib
-import os.path as osp
 from pathlib import Path
 
 

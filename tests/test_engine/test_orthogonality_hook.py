@@ -82,6 +82,21 @@ def test_only_in_loss_mode():
     assert isinstance(out, tuple)
 
 
+def test_second_before_train_does_not_stack_the_term():
+    torch.manual_seed(0)
+    model = ToyDetector(shared_rank=3)
+    with torch.no_grad():
+        for p in model.backbone.shared_bases().values():
+            p.mul_(1.2)
+    expected = LAMBDA * reference_l_orth(model.backbone.basis_groups()).item()
+    hook = _attach(model)
+    hook.before_train(SimpleNamespace(model=model))  # e.g. runner.train() called again
+    assert len(model._forward_hooks) == 1
+    assert model(**toy_batch(2), mode='loss')['loss_orth'].item() == pytest.approx(expected, rel=1e-5)
+    hook.after_run(None)
+    assert len(model._forward_hooks) == 0 and hook._groups == []
+
+
 @pytest.mark.parametrize('options', [dict(pooling='basis'), dict(include_unique=True),
                                      dict(pooling='basis', include_unique=True)])
 def test_options_reach_the_loss(options):

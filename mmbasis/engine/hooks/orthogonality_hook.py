@@ -76,6 +76,7 @@ class OrthogonalityRegularizerHook(Hook):
         return groups
 
     def before_train(self, runner) -> None:
+        self._remove()  # a second train() on the same hook must not stack two forward hooks
         groups = self.find_groups(runner.model)
         self._groups = [g for g in groups if any(p.requires_grad for _, p in g.shared)]
         if not self._groups:
@@ -83,7 +84,6 @@ class OrthogonalityRegularizerHook(Hook):
                       logger='current', level=30)
             return
         inner = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        self._remove()
         self._handle = inner.register_forward_hook(self._add_loss, with_kwargs=True)
         names = ', '.join(g.name for g in self._groups)
         print_log(f'OrthogonalityRegularizerHook: loss_weight={self.loss_weight}, pooling={self.pooling}, '
@@ -101,9 +101,11 @@ class OrthogonalityRegularizerHook(Hook):
         return output
 
     def _remove(self) -> None:
+        """Remove the forward hook and drop the references to the model's bases."""
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+        self._groups = []
 
     def after_train(self, runner) -> None:
         self._remove()

@@ -4,8 +4,8 @@ Importing the package registers every mmbasis module in mmdet's registries (``MO
 ``DATASETS``) and installs the checkpoint allowlist that lets torch >= 2.6 resume mmengine checkpoints
 with ``weights_only=True`` (see :mod:`mmbasis.utils.checkpoint_compat`).
 """
-from .version import __version__
 from .utils import install_checkpoint_allowlist
+from .version import __version__
 
 install_checkpoint_allowlist()
 

@@ -22,3 +22,29 @@ def check_norm_state(modules, train_state: bool) -> bool:
 
 def num_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def sha256(path: str) -> str:
+    """Hex digest of a file (to show that a tool left its input untouched)."""
+    import hashlib
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def free_port() -> str:
+    """A free TCP port on the loopback interface (for torchrun)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return str(s.getsockname()[1])
+
+
+def load_tool(relpath: str):
+    """Import a script under tools/ as a module (to call its functions or ``main(argv)`` in-process)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / relpath
+    spec = importlib.util.spec_from_file_location('mmbasis_tool_' + path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -14,11 +14,11 @@ import time
 import traceback
 from typing import Dict, List, Optional
 
-import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
 from mmengine.config import DictAction
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
 from mmbasis.datasets import generate_shapes_for_config
 from mmbasis.utils import get_config_path
 from mmbasis.utils.cli import load_config

@@ -7,16 +7,16 @@ import argparse
 import os.path as osp
 from copy import deepcopy
 
-import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
-from mmengine.config import Config, ConfigDict
-from mmengine.logging import print_log
-from mmengine.runner import Runner
-
-from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmdet.registry import RUNNERS
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
+from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed
 
 
 def parse_args(argv=None) -> argparse.Namespace:

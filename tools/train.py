@@ -9,13 +9,13 @@ Full training checkpoints load with ``weights_only=True`` on torch >= 2.6 thanks
 """
 import argparse
 
-import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
+from mmdet.registry import RUNNERS
+from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
 from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed
-from mmdet.registry import RUNNERS
-from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,5 +1,5 @@
-"""Models: layers -> backbones (registered in mmdet's MODELS) -> losses -> paper model table."""
+"""Registered model code: layers -> backbones (mmdet's MODELS) -> losses; dense heads mmbasis configs need."""
 from .backbones import *  # noqa: F401,F403
+from .dense_heads import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
-from .paper_models import PAPER_BACKBONE_PARAMS, PAPER_MODEL_NAMES, paper_backbone_cfg  # noqa: F401

@@ -27,6 +27,17 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+def read_config(config: str, cfg_options: Optional[dict] = None) -> Config:
+    """``Config.fromfile(config)`` with ``cfg_options`` merged; ``FileNotFoundError`` naming a missing file."""
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'config file {config!r} does not exist (configs shipped with mmbasis live under '
+                                'configs/, e.g. configs/shapes/faster-rcnn_r18-s16u1_slim-fpn_8e_shapes.py)')
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
 def load_config(config: str, cfg_options: Optional[dict], work_dir: Optional[str], launcher: str,
                 local_rank: int = 0) -> Config:
     """Load ``config`` (clear error when missing), apply overrides, set ``work_dir`` and ``launcher``.
@@ -37,15 +48,13 @@ def load_config(config: str, cfg_options: Optional[dict], work_dir: Optional[str
     Raises:
         SystemExit: with a message naming the path when ``config`` is not a file.
     """
-    if not osp.isfile(config):
-        raise SystemExit(f'error: config file {config!r} does not exist (configs shipped with mmbasis live under '
-                         f'configs/, e.g. configs/demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py)')
+    try:
+        cfg = read_config(config, cfg_options)
+    except FileNotFoundError as e:
+        raise SystemExit(f'error: {e}') from None
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(local_rank)
-    cfg = Config.fromfile(config)
     cfg.launcher = launcher
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:

@@ -9,13 +9,13 @@ from typing import Optional
 import mmdet
 import pytest
 import torch
+from mmdet.registry import MODELS
+from mmdet.testing import demo_mm_inputs
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.utils import import_modules_from_strings
 
-from mmbasis.models import paper_backbone_cfg
-from mmdet.registry import MODELS
-from mmdet.testing import demo_mm_inputs
+from mmbasis.paper_models import paper_backbone_cfg
 
 ROOT = Path(__file__).resolve().parents[2] / 'configs'
 CONFIGS = sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob('*.py'))

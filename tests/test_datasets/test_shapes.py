@@ -1,15 +1,15 @@
 import json
+import multiprocessing
 import os
 import os.path as osp
-import multiprocessing
 import signal
 import time
 
 import pytest
+from mmdet.registry import DATASETS
 from mmengine.registry import init_default_scope
 
 from mmbasis.datasets import SyntheticShapesDataset, generate_shapes_for_config, generate_shapes_split
-from mmdet.registry import DATASETS
 
 
 def test_generation_is_deterministic_and_valid_coco(tmp_path):

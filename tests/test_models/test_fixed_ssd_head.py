@@ -1,12 +1,12 @@
 """FixedSSDHead: mmdet 3.3's SSDHead with working predict(), same parameters."""
 import pytest
 import torch
+from mmdet.models.dense_heads import SSDHead
+from mmdet.structures import DetDataSample
 from mmengine.config import ConfigDict
 from mmengine.registry import init_default_scope
 
 from mmbasis.models.dense_heads import FixedSSDHead
-from mmdet.models.dense_heads import SSDHead
-from mmdet.structures import DetDataSample
 
 HEAD = dict(num_classes=3, in_channels=(8, 16), stacked_convs=0, feat_channels=8, use_depthwise=True,
             anchor_generator=dict(type='SSDAnchorGenerator', scale_major=False, strides=[16, 32], ratios=[[2, 3]] * 2,

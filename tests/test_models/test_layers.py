@@ -3,8 +3,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmbasis.models.layers import (BasisConv2d, FactorizedConv2d, SharedBasisStage, bn_scale_shift, deploy_form,
-                                   fuse_conv_norm)
+from mmbasis.models.layers import (
+    BasisConv2d,
+    FactorizedConv2d,
+    SharedBasisStage,
+    bn_scale_shift,
+    deploy_form,
+    fuse_conv_norm,
+)
 from tests.helpers import randomize_bn
 
 

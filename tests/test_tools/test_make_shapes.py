@@ -6,8 +6,6 @@ import pytest
 
 from tests.test_tools.tiny import DEMO_CONFIG, load_tool
 
-
-
 make_shapes = load_tool('tools/dataset_converters/make_shapes.py')
 
 

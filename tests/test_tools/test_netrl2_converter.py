@@ -10,7 +10,6 @@ compare the stage outputs with an independent functional forward that reads the 
 Opt-in: with ``NETRL2_ROOT=/path/to/Net_RL2`` the official classes themselves are built and compared.
 """
 import argparse
-import hashlib
 import importlib.util
 import json
 import os
@@ -27,10 +26,17 @@ from mmdet.registry import MODELS
 from mmengine.runner import load_checkpoint
 
 import mmbasis  # noqa: F401
-from mmbasis.models import paper_backbone_cfg
-from mmbasis.models.converters import (NETRL2_ARCHS, CheckpointFormatError, NetRL2ConversionError,
-                                       convert_netrl2_state_dict, extract_netrl2_state_dict, guess_netrl2_arch,
-                                       netrl2_checkpoint_meta, save_atomic)
+from mmbasis.paper_models import paper_backbone_cfg
+from mmbasis.utils import CheckpointFormatError, save_atomic
+from tests.helpers import load_tool, sha256
+
+TOOL_MODULE = load_tool('tools/model_converters/netrl2_to_mmbasis.py')
+NETRL2_ARCHS = TOOL_MODULE.NETRL2_ARCHS
+NetRL2ConversionError = TOOL_MODULE.NetRL2ConversionError
+convert_netrl2_state_dict = TOOL_MODULE.convert_netrl2_state_dict
+extract_netrl2_state_dict = TOOL_MODULE.extract_netrl2_state_dict
+guess_netrl2_arch = TOOL_MODULE.guess_netrl2_arch
+netrl2_checkpoint_meta = TOOL_MODULE.netrl2_checkpoint_meta
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(ROOT, 'tools', 'model_converters', 'netrl2_to_mmbasis.py')
@@ -273,11 +279,6 @@ def _run(*args):
     return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
-def _sha(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 @pytest.mark.slow
 def test_cli_converts_and_backbone_loads_through_pretrained_init_cfg(tmp_path):
     arch = 'MobileNetV2-Shared++'
@@ -285,11 +286,11 @@ def test_cli_converts_and_backbone_loads_through_pretrained_init_cfg(tmp_path):
     src, dst = str(tmp_path / 'official.pth'), str(tmp_path / 'out' / 'mmbasis.pth')
     torch.save({'net_state_dict': sd, 'optimizer_state_dict': {'state': {}, 'param_groups': []},
                 'acc': torch.tensor(71.8), 'epoch': 297}, src)
-    before = _sha(src)
+    before = sha256(src)
     r = _run(src, dst, '--arch', arch)
     assert r.returncode == 0, r.stderr
     assert "init_cfg=dict(type='Pretrained'" in r.stdout and 'SharedBasisMobileNetV2' in r.stdout
-    assert _sha(src) == before
+    assert sha256(src) == before
     assert not [f for f in os.listdir(osp.dirname(dst)) if f.endswith('.tmp')]
 
     ckpt = torch.load(dst, map_location='cpu', weights_only=True)
@@ -312,13 +313,6 @@ def test_cli_converts_and_backbone_loads_through_pretrained_init_cfg(tmp_path):
         assert rel_diff(model(x), ref) < 1e-5
 
 
-def _tool_main():
-    spec = importlib.util.spec_from_file_location('_netrl2_to_mmbasis_tool', TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
-
-
 def test_resnet_pretrained_init_cfg_is_not_overwritten_by_basis_init(tmp_path):
     """init_weights() re-initialises shared bases orthogonally; the Pretrained load must come after it."""
     arch = 'ResNet34-S16U1*'
@@ -335,7 +329,7 @@ def test_resnet_pretrained_init_cfg_is_not_overwritten_by_basis_init(tmp_path):
 
 
 def test_cli_bad_inputs(tmp_path, capsys):
-    main = _tool_main()  # in-process: same code path as the command line, without a new interpreter per case
+    main = TOOL_MODULE.main  # in-process: same code path as the command line, without a new interpreter per case
     good = str(tmp_path / 'good.pth')
     torch.save({'net_state_dict': official_state_dict('ResNet34-S16U1')}, good)
     text = tmp_path / 'notes.pth'
@@ -378,7 +372,7 @@ def _build_official(root: str, arch: str):
     res, mbv2 = _official_module(root, 'resnet'), _official_module(root, 'mobilenetv2')
     ctor = NETRL2_ARCHS[arch].split('(')[0].split()[0]
     if arch.startswith('ResNet34'):
-        rank = int(arch.split('-S')[1].split('U')[0])
+        rank = int(arch.split('-S')[1].split('U', maxsplit=1)[0])
         return getattr(res, ctor)(rank, 1)
     if arch == 'MobileNetV2-Shared++':  # the Shared++ blocks before ECA was added (class kept in the file)
         mbv2.BlockSharedDoubleAttention = mbv2.BlockSharedDouble

@@ -1,7 +1,5 @@
 """tools/model_converters/switch_to_deploy.py: trained detector checkpoint -> deploy checkpoint."""
 import copy
-import hashlib
-import importlib.util
 import os.path as osp
 import subprocess
 import sys
@@ -14,12 +12,15 @@ from mmengine.runner import load_checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmbasis  # noqa: F401
-from mmbasis.models.converters import CheckpointFormatError, build_detector, convert_checkpoint_to_deploy
 from mmbasis.models.layers import BasisConv2d, FactorizedConv2d
-from tests.helpers import randomize_bn
+from mmbasis.utils import CheckpointFormatError
+from tests.helpers import load_tool, randomize_bn, sha256
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(ROOT, 'tools', 'model_converters', 'switch_to_deploy.py')
+TOOL_MODULE = load_tool('tools/model_converters/switch_to_deploy.py')
+build_detector = TOOL_MODULE.build_detector
+convert_checkpoint_to_deploy = TOOL_MODULE.convert_checkpoint_to_deploy
 
 R18_S4U1 = dict(type='SharedBasisResNet', depth=18, base_channels=16, shared_rank=4, unique_rank=1,
                 basis_sharing='conv', norm_eval=False, init_cfg=None)
@@ -67,23 +68,18 @@ def max_rel_diff(a, b):
     return max(((u - v).abs().max() / v.abs().max()).item() for u, v in zip(a, b))
 
 
-def _sha(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 @pytest.mark.slow
 def test_cli_deploy_checkpoint_equals_training_model(tmp_path):
     cfg_path = write_config(tmp_path, R18_S4U1, [16, 32, 64, 128])
     ckpt, out = str(tmp_path / 'epoch_2.pth'), str(tmp_path / 'deploy' / 'epoch_2_deploy.pth')
     trained = make_training_checkpoint(cfg_path, ckpt)
-    sha = _sha(ckpt)
+    sha = sha256(ckpt)
     r = subprocess.run([sys.executable, TOOL, cfg_path, ckpt, out], capture_output=True, text=True, cwd=ROOT,
                        timeout=300)
     assert r.returncode == 0, r.stderr
     assert '--cfg-options model.backbone.deploy=True' in r.stdout
     assert 'optimizer' in r.stdout  # reported as not carried over
-    assert _sha(ckpt) == sha
+    assert sha256(ckpt) == sha
 
     saved = torch.load(out, map_location='cpu', weights_only=True)
     assert set(saved) == {'meta', 'state_dict'}
@@ -117,15 +113,8 @@ def test_mobilenet_shared_pp_eca_deploy(tmp_path):
     assert max_rel_diff(detector_outputs(deployed, x), detector_outputs(trained, x)) < 1e-4
 
 
-def _tool_main():
-    spec = importlib.util.spec_from_file_location('_switch_to_deploy_tool', TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
-
-
 def test_cli_errors(tmp_path, capsys):
-    main = _tool_main()
+    main = TOOL_MODULE.main
     cfg_path = write_config(tmp_path, R18_S4U1, [16, 32, 64, 128])
     ckpt = str(tmp_path / 'ckpt.pth')
     make_training_checkpoint(cfg_path, ckpt)

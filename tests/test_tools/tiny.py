@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from tests.helpers import load_tool  # noqa: F401  (re-exported for the tool tests)
+
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = str(REPO / 'configs/demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py')
 
@@ -37,13 +39,3 @@ def run(args: List[str], cwd: Path = REPO, expect_ok: bool = True, env: Optional
     if expect_ok:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
-
-
-def load_tool(relpath: str):
-    """Import a script under tools/ as a module (to call its ``main(argv)`` in-process)."""
-    import importlib.util
-    name = 'mmbasis_tool_' + Path(relpath).stem
-    spec = importlib.util.spec_from_file_location(name, REPO / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -16,14 +16,14 @@ import os
 import os.path as osp
 from types import SimpleNamespace
 
-import mmbasis  # noqa: F401
 import torch
+from mmdet.registry import HOOKS, MODELS
 from mmengine.config import DictAction
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, set_random_seed
-from mmdet.registry import HOOKS, MODELS
 
+import mmbasis  # noqa: F401
 from mmbasis.models import singular_value_spread
 from mmbasis.utils.cli import load_config
 

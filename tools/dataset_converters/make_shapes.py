@@ -14,9 +14,9 @@ import os.path as osp
 import sys
 import time
 
-import mmbasis  # noqa: F401
 from mmengine.config import Config, DictAction
 
+import mmbasis  # noqa: F401
 from mmbasis.datasets import generate_shapes_for_config, generate_shapes_split
 from mmbasis.utils import get_config_path
 

@@ -1,4 +1,6 @@
-"""Hooks registered in mmdet's HOOKS registry."""
+"""Hooks registered in mmdet's HOOKS: the regulariser, the non-finite-loss guard, safe checkpoints."""
+from .checkpoint_hook import SafeCheckpointHook
+from .finite_loss_hook import FiniteLossHook, NonFiniteLossError
 from .orthogonality_hook import OrthogonalityRegularizerHook
 
-__all__ = ['OrthogonalityRegularizerHook']
+__all__ = ['FiniteLossHook', 'NonFiniteLossError', 'OrthogonalityRegularizerHook', 'SafeCheckpointHook']

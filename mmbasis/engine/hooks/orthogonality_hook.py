@@ -12,12 +12,13 @@ registers a forward hook (with kwargs) on the unwrapped detector that, in ``mode
 Because it runs inside the inner module's forward it also runs inside DDP's forward (and inside
 ``optim_context``: ``no_sync`` during accumulation, autocast under AMP, which the loss disables for itself).
 """
+import math
 from typing import List
 
+from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmdet.registry import HOOKS
 
 from ...models.layers import BasisGroup
 from ...models.losses import POOLINGS, orthogonality_loss
@@ -46,8 +47,9 @@ class OrthogonalityRegularizerHook(Hook):
 
     def __init__(self, loss_weight: float = 10.0, pooling: str = 'paper', include_unique: bool = False,
                  log_max_error: bool = True, priority='NORMAL') -> None:
-        if not isinstance(loss_weight, (int, float)) or isinstance(loss_weight, bool) or loss_weight < 0:
-            raise ValueError(f'loss_weight={loss_weight!r} is not allowed: it must be a number >= 0 (paper: 10)')
+        if not isinstance(loss_weight, (int, float)) or isinstance(loss_weight, bool) or \
+                not math.isfinite(loss_weight) or loss_weight < 0:
+            raise ValueError(f'loss_weight={loss_weight!r} is not allowed: it must be a finite number >= 0 (paper: 10)')
         if pooling not in POOLINGS:
             raise ValueError(f'pooling={pooling!r} is not allowed: choose one of {POOLINGS}')
         self.priority = priority

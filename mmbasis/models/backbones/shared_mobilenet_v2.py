@@ -3,7 +3,8 @@
 "Shared": in stages 3-6 (``layer3``..``layer6``) the 1x1 expansion convolution ``C -> 6C`` of every
 non-first block is one tensor per stage. "Shared++": the 1x1 projection ``6C -> C`` is shared too.
 Depthwise convolutions and all BNs stay per block. Each shared tensor is registered once, on its stage
-(``layer4.shared_basis_expand``, ``layer4.shared_basis_project``).
+(``layer4.shared_basis_expand_conv``, ``layer4.shared_basis_linear_conv``: named after mmdet's
+convolution they replace, like the ResNet's ``shared_basis_conv2``).
 
 ``variant='official'`` reproduces the official architecture so that its weights load exactly: the
 stage-1 block keeps a 1x1 expansion conv although t=1, the stem and the 1280-channel conv have biases,
@@ -26,10 +27,10 @@ from mmengine.model import BaseModule
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...utils.misc import check_bool, check_choice, check_distinct, check_int
 from ..layers import BasisConv2d, SharedBasisBackboneMixin, SharedBasisStage, fuse_conv_norm
 
 _SHAREABLE = ('expand_conv', 'linear_conv')
-_FAMILY = {'expand_conv': 'expand', 'linear_conv': 'project'}
 _VARIANTS = ('official', 'mmdet')
 
 
@@ -61,19 +62,15 @@ class InvertedResidualBlock(BaseModule):
         mid_channels (int): expanded width ``t * C_in``.
         stride (int): stride of the depthwise conv.
         with_expand_conv (bool): build the 1x1 expansion.
-        shared (dict[str, Parameter]): conv name -> stage-owned 1x1 basis to use.
-        eca_kernel (int, optional): add ECA after the projection with this kernel size.
         conv_cfg, norm_cfg, act_cfg: as mmcv's ConvModule; ``act_cfg`` for expand and depthwise.
         with_cp (bool): non-reentrant activation checkpointing.
     """
 
     def __init__(self, in_channels: int, out_channels: int, mid_channels: int, stride: int,
-                 with_expand_conv: bool = True, shared: Optional[Dict[str, nn.Parameter]] = None,
-                 eca_kernel: Optional[int] = None, conv_cfg: Optional[dict] = None,
+                 with_expand_conv: bool = True, conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN'), act_cfg: dict = dict(type='ReLU6'),
                  with_cp: bool = False, init_cfg=None) -> None:
         super().__init__(init_cfg)
-        shared = shared or {}
         self.with_cp = with_cp
         self.use_res_connect = stride == 1 and in_channels == out_channels
         self.with_expand_conv = with_expand_conv
@@ -83,10 +80,17 @@ class InvertedResidualBlock(BaseModule):
         self.depthwise_conv = ConvModule(mid_channels, mid_channels, 3, stride=stride, padding=1,
                                          groups=mid_channels, act_cfg=act_cfg, **common)
         self.linear_conv = ConvModule(mid_channels, out_channels, 1, act_cfg=None, **common)
-        for name, basis in shared.items():
-            getattr(self, name).conv = BasisConv2d(getattr(self, name).conv.in_channels, 0, basis, kernel_size=1,
-                                                   padding=0)
-        self.eca = ECA(eca_kernel) if eca_kernel else None
+        self.eca = None
+
+    def use_shared_bases(self, shared: Dict[str, nn.Parameter], eca_kernel: Optional[int] = None) -> None:
+        """Make the listed 1x1 convs (``expand_conv``/``linear_conv``) use the stage-owned tensors ``shared``.
+
+        ``eca_kernel``: add ECA with this kernel after the projection (official Shared++ blocks at HEAD).
+        """
+        for name, basis in shared.items():  # the whole 1x1 conv is the stage's tensor
+            getattr(self, name).conv = BasisConv2d.like(getattr(self, name).conv, basis)
+        if eca_kernel:
+            self.eca = ECA(eca_kernel)
 
     def _inner_forward(self, x: Tensor) -> Tensor:
         out = self.expand_conv(x) if self.with_expand_conv else x
@@ -104,10 +108,11 @@ class InvertedResidualBlock(BaseModule):
         """Fold each norm into its conv; shared 1x1 convs become plain convs."""
         for name in ('expand_conv', 'depthwise_conv', 'linear_conv'):
             if hasattr(self, name):
-                _fuse_conv_module(getattr(self, name))
+                fuse_conv_module(getattr(self, name))
 
 
-def _fuse_conv_module(cm: ConvModule) -> None:
+def fuse_conv_module(cm: ConvModule) -> None:
+    """Fold the norm of an mmcv ``ConvModule`` into its conv (a basis conv becomes a plain ``nn.Conv2d``)."""
     conv = cm.conv
     if isinstance(conv, BasisConv2d):
         conv = conv.to_conv2d()
@@ -167,17 +172,19 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
                  deploy: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg=None) -> None:
-        self._validate(widen_factor, shared_convs, shared_stages, with_eca, variant, out_indices, frozen_stages,
-                       norm_cfg, dict(with_eca=with_eca, norm_eval=norm_eval, with_cp=with_cp, deploy=deploy),
-                       pretrained, init_cfg)
+        _check_arguments(widen_factor, shared_convs, shared_stages, with_eca, variant, out_indices, frozen_stages,
+                         dict(with_eca=with_eca, norm_eval=norm_eval, with_cp=with_cp, deploy=deploy))
+        self.shared_convs = tuple(shared_convs)
         if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError('init_cfg and pretrained cannot be given together (pretrained is a deprecated '
+                                 "alias of init_cfg=dict(type='Pretrained', checkpoint=...))")
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         elif init_cfg is None:
-            init_cfg = [dict(type='Kaiming', layer='Conv2d'), dict(type='Constant', val=1, layer=['_BatchNorm',
-                                                                                                  'GroupNorm'])]
+            init_cfg = [dict(type='Kaiming', layer='Conv2d'),
+                        dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])]
         super().__init__(init_cfg)
         self.widen_factor = widen_factor
-        self.shared_convs = tuple(shared_convs)
         self.shared_stages = tuple(shared_stages)
         self.with_eca = with_eca
         self.variant = variant
@@ -186,88 +193,48 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         official = variant == 'official'
-        block_act = dict(type='ReLU') if official else act_cfg
         common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
 
-        self.in_channels = make_divisible(32 * widen_factor, 8)
+        in_channels = make_divisible(32 * widen_factor, 8)
         with warnings.catch_warnings():  # the official stem/last conv carry a bias before their BN
             warnings.filterwarnings('ignore', message='Unnecessary conv bias')
-            self.conv1 = ConvModule(3, self.in_channels, 3, stride=2, padding=1, bias=official, act_cfg=act_cfg,
-                                    **common)
+            self.conv1 = ConvModule(3, in_channels, 3, stride=2, padding=1, bias=official, act_cfg=act_cfg, **common)
         self.layers = []
         for i, (t, channel, num_blocks, stride) in enumerate(self.arch_settings):
             out_channels = make_divisible(channel * widen_factor, 8)
-            stage = SharedBasisStage()
-            in_ch = self.in_channels
-            shared = {}
-            if i in self.shared_stages and self.shared_convs:
-                mid = int(round(out_channels * t))
-                for name in self.shared_convs:
-                    shape = (mid, out_channels) if name == 'expand_conv' else (out_channels, mid)
-                    shared[name] = stage.add_shared_basis(f'shared_basis_{_FAMILY[name]}', shape[0], shape[1], 1,
-                                                          family=_FAMILY[name])
-            for j in range(num_blocks):
-                use_shared = shared if j > 0 else {}
-                eca = None
-                if with_eca and use_shared and 'linear_conv' in use_shared:
-                    eca = 1 if out_channels < 96 else 3
-                stage.append(
-                    InvertedResidualBlock(in_ch, out_channels, int(round(in_ch * t)), stride if j == 0 else 1,
-                                          with_expand_conv=(t != 1 or official), shared=use_shared, eca_kernel=eca,
-                                          act_cfg=block_act, with_cp=with_cp, **common))
-                in_ch = out_channels
-            self.in_channels = out_channels
-            name = f'layer{i + 1}'
-            self.add_module(name, stage)
-            self.layers.append(name)
+            stage = self._make_stage(i, in_channels, out_channels, t, num_blocks, stride,
+                                     dict(act_cfg=dict(type='ReLU') if official else act_cfg, with_cp=with_cp,
+                                          **common))
+            self.add_module(f'layer{i + 1}', stage)
+            self.layers.append(f'layer{i + 1}')
+            in_channels = out_channels
         self.out_channel = int(1280 * widen_factor) if widen_factor > 1.0 else 1280
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='Unnecessary conv bias')
-            self.conv2 = ConvModule(self.in_channels, self.out_channel, 1, bias=official, act_cfg=act_cfg, **common)
+            self.conv2 = ConvModule(in_channels, self.out_channel, 1, bias=official, act_cfg=act_cfg, **common)
         self.layers.append('conv2')
         self.deploy = False
         if deploy:
             self.switch_to_deploy()
 
-    @staticmethod
-    def _validate(widen_factor, shared_convs, shared_stages, with_eca, variant, out_indices, frozen_stages, norm_cfg,
-                  flags: Dict[str, object], pretrained, init_cfg) -> None:
-        def is_int(v) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        if not isinstance(widen_factor, (int, float)) or isinstance(widen_factor, bool) or widen_factor <= 0:
-            raise ValueError(f'widen_factor={widen_factor!r} is not allowed: it must be a number > 0')
-        if isinstance(shared_convs, str) or not isinstance(shared_convs, Sequence) or \
-                any(c not in _SHAREABLE for c in shared_convs) or len(set(shared_convs)) != len(shared_convs):
-            raise ValueError(f'shared_convs={shared_convs!r} is not allowed: use a tuple of distinct names from '
-                             f'{_SHAREABLE} (() for the plain MobileNetV2)')
-        multi = tuple(i for i, a in enumerate(SharedBasisMobileNetV2.arch_settings) if a[2] > 1)
-        if isinstance(shared_stages, str) or not isinstance(shared_stages, Sequence) or \
-                any(not is_int(s) or s not in multi for s in shared_stages) or \
-                len(set(shared_stages)) != len(shared_stages):
-            raise ValueError(f'shared_stages={shared_stages!r} is not allowed: use distinct 0-based indices of stages '
-                             f'with more than one block, from {multi} (layer2..layer6); the paper shares (2, 3, 4, 5)')
-        for name, value in flags.items():
-            if not isinstance(value, bool):
-                raise TypeError(f'{name}={value!r} is not allowed: it must be a bool')
-        if with_eca and 'linear_conv' not in shared_convs:
-            raise ValueError(f'with_eca=True needs a shared projection (official Shared++ blocks): add '
-                             f"'linear_conv' to shared_convs={tuple(shared_convs)!r}")
-        if variant not in _VARIANTS:
-            raise ValueError(f'variant={variant!r} is not allowed: choose one of {_VARIANTS}')
-        if isinstance(out_indices, str) or not isinstance(out_indices, Sequence) or not out_indices or \
-                any(not is_int(i) or not 0 <= i < 8 for i in out_indices) or len(set(out_indices)) != len(out_indices):
-            raise ValueError(f'out_indices={out_indices!r} is not allowed: use distinct indices in range(0, 8) '
-                             '(0..6: layer1..layer7, 7: conv2)')
-        if not is_int(frozen_stages) or not -1 <= frozen_stages < 8:
-            raise ValueError(f'frozen_stages={frozen_stages!r} is not allowed: it must be an integer in [-1, 7]')
-        if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
-            raise TypeError(f"norm_cfg={norm_cfg!r} is not allowed: give a dict with a 'type' (e.g. dict(type='BN'))")
-        if pretrained is not None and init_cfg is not None:
-            raise ValueError('init_cfg and pretrained cannot be given together (pretrained is a deprecated alias of '
-                             "init_cfg=dict(type='Pretrained', checkpoint=...))")
-        if pretrained is not None and not isinstance(pretrained, str):
-            raise TypeError(f'pretrained must be a str or None, got {type(pretrained).__name__}')
+    def _make_stage(self, i: int, in_channels: int, out_channels: int, t: int, num_blocks: int, stride: int,
+                    block_cfg: dict) -> SharedBasisStage:
+        """``layer{i+1}``: ``num_blocks`` inverted residuals; in a shared stage blocks 2..n use its 1x1 bases."""
+        stage = SharedBasisStage()
+        for j in range(num_blocks):
+            cin = in_channels if j == 0 else out_channels
+            stage.append(InvertedResidualBlock(cin, out_channels, int(round(cin * t)), stride if j == 0 else 1,
+                                               with_expand_conv=t != 1 or self.variant == 'official', **block_cfg))
+        if i not in self.shared_stages or not self.shared_convs:
+            return stage
+        shared = {}
+        for name in self.shared_convs:
+            conv = getattr(stage[1], name).conv
+            shared[name] = stage.add_shared_basis(f'shared_basis_{name}', conv.out_channels, conv.in_channels, 1,
+                                                  family=name)
+        for blk in list(stage)[1:]:
+            blk.use_shared_bases(shared, eca_kernel=(1 if out_channels < 96 else 3) if self.with_eca else None)
+        return stage
 
     def forward(self, x: Tensor) -> tuple:
         x = self.conv1(x)
@@ -298,19 +265,28 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
                     m.eval()
         return self
 
-    def switch_to_deploy(self) -> None:
-        """Fold every BatchNorm into its conv and make the shared 1x1 convs plain ``nn.Conv2d``.
+    def _stages(self):
+        return [getattr(self, name) for name in self.layers[:-1]]
 
-        The shared bases are removed from the stages (``basis_groups()`` is empty afterwards); outputs equal
-        the eval-mode training form.
-        """
-        if self.deploy:
-            return
-        _fuse_conv_module(self.conv1)
-        _fuse_conv_module(self.conv2)
-        for name in self.layers[:-1]:
-            stage = getattr(self, name)
-            for blk in stage:
-                blk.switch_to_deploy()
-            stage.remove_shared_bases()
-        self.deploy = True
+    def _deploy_unshared_parts(self) -> None:
+        fuse_conv_module(self.conv1)
+        fuse_conv_module(self.conv2)
+
+
+def _check_arguments(widen_factor, shared_convs, shared_stages, with_eca, variant, out_indices, frozen_stages,
+                     flags: Dict[str, object]) -> None:
+    """Clear errors for the arguments of :class:`SharedBasisMobileNetV2` (naming the value and what is allowed)."""
+    if not isinstance(widen_factor, (int, float)) or isinstance(widen_factor, bool) or widen_factor <= 0:
+        raise ValueError(f'widen_factor={widen_factor!r} is not allowed: it must be a number > 0')
+    check_distinct('shared_convs', shared_convs, _SHAREABLE)
+    multi_block = tuple(i for i, a in enumerate(SharedBasisMobileNetV2.arch_settings) if a[2] > 1)
+    check_distinct('shared_stages', shared_stages, multi_block,
+                   hint='0-based indices of the stages with more than one block; the paper shares (2, 3, 4, 5)')
+    for name, flag in flags.items():
+        check_bool(name, flag)
+    if with_eca and 'linear_conv' not in shared_convs:
+        raise ValueError(f'with_eca=True needs a shared projection (official Shared++ blocks): add '
+                         f"'linear_conv' to shared_convs={tuple(shared_convs)!r}")
+    check_choice('variant', variant, _VARIANTS)
+    check_distinct('out_indices', out_indices, range(8), allow_empty=False, hint='0..6: layer1..layer7, 7: conv2')
+    check_int('frozen_stages', frozen_stages, low=-1, high=7)

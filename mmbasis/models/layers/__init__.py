@@ -1,10 +1,9 @@
 """Layers: filter bases, factorised convolutions, the stage that owns shared bases, BN folding."""
-from .basis_conv import BasisConv2d, FactorizedConv2d, build_deploy_conv, deploy_form
+from .basis_conv import BasisConv2d, FactorizedConv2d, deploy_form
 from .fusion import bn_scale_shift, fuse_conv_norm
-from .shared_stage import (BasisGroup, SharedBasisBackboneMixin, SharedBasisStage, check_rank,
-                           stage_ranks)
+from .shared_stage import BasisGroup, SharedBasisBackboneMixin, SharedBasisStage
 
 __all__ = [
-    'BasisConv2d', 'FactorizedConv2d', 'build_deploy_conv', 'deploy_form', 'bn_scale_shift', 'fuse_conv_norm',
-    'BasisGroup', 'SharedBasisBackboneMixin', 'SharedBasisStage', 'check_rank', 'stage_ranks'
+    'BasisConv2d', 'FactorizedConv2d', 'deploy_form', 'bn_scale_shift', 'fuse_conv_norm', 'BasisGroup',
+    'SharedBasisBackboneMixin', 'SharedBasisStage'
 ]

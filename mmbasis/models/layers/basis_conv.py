@@ -39,16 +39,6 @@ def deploy_form(in_channels: int, out_channels: int, rank: int, kernel_size) -> 
     return 'merged' if in_channels * k2 * out_channels <= rank * (in_channels * k2 + out_channels) else 'factorized'
 
 
-def build_deploy_conv(in_channels: int, out_channels: int, rank: int, kernel_size=3, stride=1, padding=1,
-                      dilation=1) -> nn.Module:
-    """Empty (bias-carrying) modules of the deploy form of a factorised conv; see :meth:`FactorizedConv2d.fuse`."""
-    if deploy_form(in_channels, out_channels, rank, kernel_size) == 'merged':
-        return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=True)
-    return nn.Sequential(
-        nn.Conv2d(in_channels, rank, kernel_size, stride, padding, dilation, bias=True),
-        nn.Conv2d(rank, out_channels, 1, bias=True))
-
-
 class BasisConv2d(nn.Module):
     """The filter basis ``B = [B_unique ; B_shared]`` applied as one convolution.
 
@@ -107,6 +97,15 @@ class BasisConv2d(nn.Module):
         """
         if self.unique_basis is not None:
             nn.init.kaiming_normal_(self.unique_basis, mode='fan_out', nonlinearity='relu')
+
+    @classmethod
+    def like(cls, conv: nn.Conv2d, shared_basis: nn.Parameter, unique_rank: int = 0) -> 'BasisConv2d':
+        """A basis convolution with the geometry (input width, kernel, stride, padding, dilation) of ``conv``.
+
+        With ``unique_rank=0`` and a basis of ``conv.out_channels`` elements it replaces the whole ``conv``.
+        """
+        return cls(conv.in_channels, unique_rank, shared_basis, conv.kernel_size[0], conv.stride[0],
+                   conv.padding[0], conv.dilation[0])
 
     @property
     def shared_basis(self) -> Optional[nn.Parameter]:
@@ -180,6 +179,13 @@ class FactorizedConv2d(nn.Module):
         self.coeff = nn.Conv2d(self.basis.rank, out_channels, 1, bias=False)
         self.in_channels = in_channels
         self.out_channels = out_channels
+
+    @classmethod
+    def like(cls, conv: nn.Conv2d, shared_basis: Optional[nn.Parameter], unique_rank: int,
+             norm_cfg: dict = dict(type='BN')) -> 'FactorizedConv2d':
+        """The factorised replacement of ``conv`` (same input/output widths and geometry)."""
+        return cls(conv.in_channels, conv.out_channels, unique_rank, shared_basis, conv.kernel_size[0],
+                   conv.stride[0], conv.padding[0], conv.dilation[0], norm_cfg)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.coeff(self.basis_norm(self.basis(x)))

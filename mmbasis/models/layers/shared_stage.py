@@ -12,11 +12,11 @@ only, exactly like mmdet's ``ResLayer``/``nn.Sequential`` stages, and keys of th
 names (``layer3.1.conv1...``).
 """
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from mmengine.model import BaseModule, Sequential
+from mmengine.model import Sequential
 
 
 @dataclass
@@ -148,35 +148,63 @@ class SharedBasisStage(Sequential):
 
 
 class SharedBasisBackboneMixin:
-    """Public interface of a backbone with shared filter bases (used by the orthogonality hook).
+    """What every backbone with shared filter bases offers (used by the hooks and the tools).
 
-    Mixed into :class:`~mmengine.model.BaseModule` backbones whose stages are
-    :class:`SharedBasisStage` modules.
+    Mixed into mmdet backbones whose stages are :class:`SharedBasisStage` modules. The backbone provides
+    ``_stages()`` (its stage modules) and ``_deploy_unshared_parts()`` (folds its stem and other
+    convolutions outside the stages).
     """
 
-    def _shared_stages(self) -> Iterator[Tuple[str, SharedBasisStage]]:
+    def _stages(self) -> List[SharedBasisStage]:
+        raise NotImplementedError
+
+    def _deploy_unshared_parts(self) -> None:
+        raise NotImplementedError
+
+    def _named_shared_stages(self):
         for name, mod in self.named_modules():  # type: ignore[attr-defined]
             if isinstance(mod, SharedBasisStage) and mod.shared_basis_names():
                 yield name, mod
 
     def basis_groups(self) -> List[BasisGroup]:
         """Every :class:`BasisGroup` of the backbone, in stage order (empty in deploy mode)."""
-        return [g for name, stage in self._shared_stages() for g in stage.basis_groups(name)]
+        return [g for name, stage in self._named_shared_stages() for g in stage.basis_groups(name)]
 
     def shared_bases(self) -> Dict[str, nn.Parameter]:
         """Qualified name -> shared basis tensor, each tensor once."""
-        return {f'{name}.{n}': getattr(stage, n) for name, stage in self._shared_stages()
+        return {f'{name}.{n}': getattr(stage, n) for name, stage in self._named_shared_stages()
                 for n in stage.shared_basis_names()}
 
+    #: Fraction of the backbone's tensors a ``Pretrained`` checkpoint must fill (by name and shape).
+    PRETRAINED_MIN_MATCH = 0.9
 
-def check_rank(name: str, value: int, width: int, allow_zero: bool = False) -> None:
-    """Validate a basis rank against the layer width ``width`` with a clear message."""
-    low = 0 if allow_zero else 1
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or value > width:
-        raise ValueError(f'{name}={value!r} is not allowed: it must be an integer in [{low}, {width}] '
-                         f'(the layer width is {width})')
+    def init_weights(self) -> None:
+        """mmengine's init; a ``Pretrained`` init_cfg must first fit at least 90 % of the backbone's tensors.
 
+        mmengine loads pretrained weights with ``strict=False`` and only logs mismatches, so a plain ResNet
+        checkpoint (or one of another rank or depth) would leave most of a shared-basis backbone random and
+        training would go on silently. Here such a checkpoint stops with an error naming the file, how many
+        tensors matched and the first mismatches; a compatible checkpoint loads as before.
+        """
+        from mmbasis.utils.pretrained import check_pretrained_fits  # noqa: PLC0415  (avoids an import cycle)
+        check_pretrained_fits(self, self.init_cfg, self.PRETRAINED_MIN_MATCH)
+        super().init_weights()
 
-def stage_ranks(base: int, multipliers: Sequence[float], stage: int) -> int:
-    """Rank of ``stage`` when the stage-0 rank ``base`` scales by ``multipliers`` (paper: x1, x2, x4, x8)."""
-    return int(round(base * multipliers[stage]))
+    def switch_to_deploy(self) -> None:
+        """Fold every BatchNorm and turn every basis/factorised convolution into plain ``nn.Conv2d``.
+
+        Factorised convolutions take the cheaper exact form (:func:`~mmbasis.models.layers.deploy_form`);
+        the shared bases are folded into each block (the per-layer BNs differ) and removed from the stages,
+        so :meth:`basis_groups` is empty afterwards. Outputs equal the eval-mode training form. As in mmpretrain's
+        RepVGG, this is one-way.
+        """
+        if self.deploy:
+            return
+        self._deploy_unshared_parts()
+        for stage in self._stages():
+            for blk in stage:
+                blk.switch_to_deploy()
+            stage.remove_shared_bases()
+        self.deploy = True
+        # The new modules start trainable and in training mode: re-apply frozen_stages, norm_eval, the mode.
+        self.train(self.training)

@@ -29,15 +29,16 @@ def _squared_error(group: BasisGroup, include_unique: bool) -> Tuple[Tensor, int
     if not (include_unique and group.unique):
         err = shared @ shared.t() - torch.eye(shared.shape[0], device=shared.device)
         return err.pow(2).sum(), shared.shape[0]**2, err.detach().abs().max()
-    # Unique-basis variant (official CIFAR-10 script): rows = [shared; unique of every using layer].
-    # Penalised: every entry in a shared row or column, and unique-unique entries within one layer.
+    # Unique-basis variant, exactly the official CIFAR-10 script (``train_cifar10.py``, include_unique_basis):
+    # rows = [shared; unique of every using layer]; penalised: the shared rows against every row (the block
+    # D[:n_s, :], so a shared-unique pair counts once, from its shared row) and, within each layer, its
+    # unique rows against each other. Count = n_s * n + sum_j u_j^2.
     uniques = [p.flatten(1).float() for _, p in group.unique]
     rows = torch.cat([shared] + uniques, dim=0)
     n_s, n = shared.shape[0], rows.shape[0]
     err = rows @ rows.t() - torch.eye(n, device=rows.device)
     mask = torch.zeros(n, n, dtype=torch.bool, device=rows.device)
     mask[:n_s, :] = True
-    mask[:, :n_s] = True
     start = n_s
     for u in uniques:
         mask[start:start + u.shape[0], start:start + u.shape[0]] = True
@@ -55,7 +56,9 @@ def orthogonality_loss(groups: Iterable[BasisGroup], pooling: str = 'paper',
         pooling: ``'paper'`` pools the squared errors of all groups of a family and divides by their total
             number of entries, summing the families; ``'basis'`` takes each group's mean squared error and
             averages over the groups (every basis weighs the same whatever its size).
-        include_unique: also penalise the unique bases of the layers that use each shared basis.
+        include_unique: also penalise the unique bases of the layers that use each shared basis, exactly as the
+            official CIFAR-10 script does (shared rows against all rows, unique rows against the other
+            unique rows of their own layer); the ImageNet and CIFAR-100 scripts regularise shared bases only.
 
     Returns:
         ``(loss, max_abs_error)``: float32 scalars; ``loss`` carries gradients to the bases.

@@ -1,0 +1,1 @@
+"""APIs beyond the registered modules: decomposing plain pretrained ResNets into shared filter bases."""

@@ -1,0 +1,117 @@
+"""The paper's ImageNet models: one table, one row per paper name.
+
+Every fact mmbasis relies on about a paper model lives in its :class:`PaperModel` row: the mmdet backbone
+config that builds it, the official constructor whose checkpoints load into it, and the counts the official
+code gives (backbone only: stem, every BN and, for MobileNetV2, the 1280-channel conv; no classifier;
+each shared tensor counted once). Sources and derivations: ``docs/paper_notes.md``.
+"""
+import copy
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+_R34 = dict(type='SharedBasisResNet', depth=34, rank_multipliers=(1, 2, 4, 8))
+_MBV2 = dict(type='SharedBasisMobileNetV2', variant='official', shared_stages=(2, 3, 4, 5))
+
+
+@dataclass(frozen=True)
+class PaperModel:
+    """One paper model.
+
+    Attributes:
+        name: paper name, e.g. ``'ResNet34-S48U1*'``.
+        backbone: mmdet backbone config (``type`` plus the arguments that differ from the defaults).
+        official_class: the constructor in ``ssregibility/Net_RL2/models/ilsvrc`` (the code names
+            ResNet50/MobileNetV2 "Shared" and "Shared++" the other way round: ``ResNet50_SharedSingle`` is
+            the paper's ResNet50-Shared).
+        params: backbone-only parameter count of the official model.
+        shared_params: parameters in the shared bases (counted once).
+        bases_per_family: shared bases per regulariser family (e.g. ``{'conv3x3': 8}``).
+        stage3_uses: how many convolutions use one stage-3 basis (the depth of the recursion).
+        plain: the plain counterpart (mmdet backbone config).
+        top1_err: published ImageNet top-1 error in %, when published.
+        weight_decay: the official ImageNet recipe's weight decay (SGD, applied to every parameter
+            including the shared bases).
+    """
+    name: str
+    backbone: dict
+    official_class: str
+    params: int
+    shared_params: int
+    bases_per_family: Dict[str, int]
+    stage3_uses: int
+    plain: dict
+    top1_err: Optional[float] = None
+    weight_decay: Optional[float] = None
+    notes: Tuple[str, ...] = field(default_factory=tuple)
+
+
+_PLAIN_R34 = dict(type='ResNet', depth=34)
+_PLAIN_MBV2 = dict(type='SharedBasisMobileNetV2', variant='official', shared_convs=())
+
+
+def _r34(s: int, star: bool, top1_err: Optional[float] = None, wd: Optional[float] = None) -> PaperModel:
+    """ResNet34-S{s}U1[*]: stage ranks (s, 1) x (1, 2, 4, 8); ``*`` = one basis per conv position."""
+    bases = 2 if star else 1
+    # stage i: `bases` bases of (s * 2**i) x (64 * 2**i) x 3 x 3
+    shared = bases * s * 64 * 9 * sum(4**i for i in range(4))
+    return PaperModel(
+        name=f'ResNet34-S{s}U1{"*" if star else ""}',
+        backbone=dict(_R34, shared_rank=s, unique_rank=1, basis_sharing='conv' if star else 'stage'),
+        official_class=f'ResNet34_{"Double" if star else "Single"}Shared({s}, 1)',
+        params={(48, True): 11_273_968, (32, True): 9_249_776, (16, True): 7_225_584, (48, False): 8_923_888,
+                (32, False): 7_683_056, (16, False): 6_442_224}[(s, star)],
+        shared_params=shared, bases_per_family={'conv3x3': 4 * bases}, stage3_uses=5 if star else 10,
+        plain=_PLAIN_R34, top1_err=top1_err, weight_decay=wd)
+
+
+_MODELS = (
+    _r34(48, True, top1_err=26.67, wd=1e-4),
+    _r34(32, True),
+    _r34(16, True),
+    _r34(48, False),
+    _r34(32, False),
+    _r34(16, False),
+    PaperModel('ResNet50-Shared', dict(type='SharedBasisResNet', depth=50, shared_convs=('conv2', )),
+               'ResNet50_SharedSingle()', 18_457_664, 3_133_440, {'conv3x3': 4}, 5, dict(type='ResNet', depth=50),
+               top1_err=23.64, weight_decay=4e-5,
+               notes=('weight decay 4e-5 per the official README at HEAD; an earlier README said 1e-4', )),
+    PaperModel('ResNet50-Shared++',
+               dict(type='SharedBasisResNet', depth=50, shared_convs=('conv2', 'conv3'), basis_sharing='conv'),
+               'ResNet50_Shared()', 16_213_056, 4_526_080, {'conv3x3': 4, 'conv1x1': 4}, 5,
+               dict(type='ResNet', depth=50), top1_err=23.95, weight_decay=1e-4),
+    PaperModel('ResNet101-Shared', dict(type='SharedBasisResNet', depth=101, shared_convs=('conv2', )),
+               'ResNet101_SharedSingle()', 27_422_784, 3_133_440, {'conv3x3': 4}, 22, dict(type='ResNet', depth=101),
+               top1_err=22.31, weight_decay=1e-4),
+    PaperModel('MobileNetV2-Shared', dict(_MBV2, shared_convs=('expand_conv', )), 'MobileNetV2_Shared()',
+               1_962_080, 239_616, {'expand_conv': 4}, 2, _PLAIN_MBV2, top1_err=27.61, weight_decay=1e-5),
+    PaperModel('MobileNetV2-Shared++', dict(_MBV2, shared_convs=('expand_conv', 'linear_conv')),
+               'MobileNetV2_SharedDouble() built with BlockSharedDouble (code before March 2021, no ECA)',
+               1_697_888, 479_232, {'expand_conv': 4, 'linear_conv': 4}, 2, _PLAIN_MBV2, top1_err=28.21,
+               weight_decay=1e-5,
+               notes=('the published result predates the ECA module the official code added in March 2021', )),
+    PaperModel('MobileNetV2-Shared++-ECA', dict(_MBV2, shared_convs=('expand_conv', 'linear_conv'), with_eca=True),
+               'MobileNetV2_SharedDouble() at HEAD (BlockSharedDoubleAttention, ECA)', 1_697_905, 479_232,
+               {'expand_conv': 4, 'linear_conv': 4}, 2, _PLAIN_MBV2, weight_decay=1e-5,
+               notes=('loads checkpoints of the official code at HEAD (17 ECA parameters)', )),
+)
+
+PAPER_MODELS: Dict[str, PaperModel] = {m.name: m for m in _MODELS}
+PAPER_MODEL_NAMES: Tuple[str, ...] = tuple(PAPER_MODELS)
+
+
+def paper_model(name: str) -> PaperModel:
+    """The :class:`PaperModel` row of ``name``; ``KeyError`` listing the known names otherwise."""
+    if name not in PAPER_MODELS:
+        raise KeyError(f'unknown paper model {name!r}; known names: {", ".join(PAPER_MODEL_NAMES)}')
+    return PAPER_MODELS[name]
+
+
+def paper_backbone_cfg(name: str) -> dict:
+    """Backbone config dict of the paper model ``name`` (a new copy each call).
+
+    Example:
+        >>> cfg = paper_backbone_cfg('ResNet34-S48U1*')
+        >>> cfg['type'], cfg['shared_rank'], cfg['basis_sharing']
+        ('SharedBasisResNet', 48, 'conv')
+    """
+    return copy.deepcopy(paper_model(name).backbone)

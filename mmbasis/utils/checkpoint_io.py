@@ -1,0 +1,117 @@
+"""Reading checkpoints with ``weights_only=True``, finding their state dict, and writing them atomically."""
+import os
+import os.path as osp
+import tempfile
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import IO, Any, Iterator, Mapping, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+class CheckpointFormatError(ValueError):
+    """A file is not a checkpoint of the expected kind (message says what was expected and found)."""
+
+
+def load_weights_only(path: str) -> Any:
+    """``torch.load(path, map_location='cpu', weights_only=True)`` with clear errors.
+
+    Tensors saved on a GPU are mapped to the CPU. Full mmengine training checkpoints load too once
+    ``import mmbasis`` has installed its allowlist (:mod:`mmbasis.utils.checkpoint_compat`).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist or is not a file.
+        CheckpointFormatError: the file is not a PyTorch file, or it needs globals outside the
+            ``weights_only`` allowlist (arbitrary pickled objects are never executed).
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f'checkpoint path must be a str or os.PathLike, got {type(path).__name__}')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint file {str(path)!r} does not exist or is not a file')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for foreign files
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        # torch's weights_only refusal puts the offending global on a later line
+        reason = next((ln for ln in lines if 'Unsupported global' in ln), lines[0] if lines else '')
+        raise CheckpointFormatError(
+            f'{str(path)!r} is not a PyTorch checkpoint that loads with torch.load(weights_only=True) '
+            f'({type(e).__name__}: {reason[:300]})') from e
+
+
+def same_file(a: str, b: str) -> bool:
+    """True when paths ``a`` and ``b`` name the same file (existing or not)."""
+    if osp.exists(a) and osp.exists(b):
+        return osp.samefile(a, b)
+    return osp.realpath(a) == osp.realpath(b)
+
+
+@contextmanager
+def atomic_open(dst: str, mode: str = 'wb') -> Iterator[IO]:
+    """Open a temporary file next to ``dst``; on success fsync it and ``os.replace`` it onto ``dst``.
+
+    A crash, a kill or a full disk never leaves a truncated ``dst``: readers see the old file or the new one.
+    On an exception the temporary file is removed. Temporary names are ``.<name>.<random>.tmp``.
+    """
+    parent = osp.dirname(osp.abspath(dst))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(dst)}.', suffix='.tmp', dir=parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_atomic(obj: Any, dst: str, protect: Optional[str] = None) -> None:
+    """``torch.save(obj)`` to ``dst`` through :func:`atomic_open` (never a truncated file).
+
+    Args:
+        obj: what to save.
+        dst (str): destination path (its parent directory is created if needed).
+        protect (str, optional): a path that must never be overwritten (the source checkpoint).
+
+    Raises:
+        ValueError: ``dst`` is ``protect`` or a directory.
+    """
+    if protect is not None and same_file(dst, protect):
+        raise ValueError(f'refusing to overwrite the source checkpoint {str(protect)!r}: choose another output path')
+    if osp.isdir(dst):
+        raise ValueError(f'output path {str(dst)!r} is a directory; give a file name (e.g. {osp.join(dst, "x.pth")})')
+    with atomic_open(dst) as f:
+        torch.save(obj, f)
+
+
+def strip_module_prefix(state_dict: Mapping[str, Tensor]) -> 'OrderedDict[str, Tensor]':
+    """Remove the ``module.`` prefix that ``DataParallel``/DDP add (only when every key has it)."""
+    keys = list(state_dict)
+    if keys and all(k.startswith('module.') for k in keys):
+        return OrderedDict((k[len('module.'):], v) for k, v in state_dict.items())
+    return OrderedDict(state_dict)
+
+
+def split_checkpoint(checkpoint: Any, path: str) -> Tuple['OrderedDict[str, Tensor]', dict]:
+    """``(state_dict, meta)`` of a loaded mmengine checkpoint (``dict(state_dict=..., meta=...)``) or plain state dict.
+
+    The ``module.`` prefix is stripped. Raises :class:`CheckpointFormatError` naming ``path`` and what it
+    found for anything else.
+    """
+    if isinstance(checkpoint, Mapping) and 'state_dict' in checkpoint:
+        sd, meta = checkpoint['state_dict'], checkpoint.get('meta') or {}
+    elif isinstance(checkpoint, Mapping) and checkpoint and all(isinstance(v, Tensor) for v in checkpoint.values()):
+        sd, meta = checkpoint, {}
+    else:
+        found = f'keys {list(checkpoint)[:6]}' if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
+        raise CheckpointFormatError(f'{str(path)!r} is not an mmengine/mmdet checkpoint: expected a dict with '
+                                    f"'state_dict' or a plain state dict, found {found}")
+    if not isinstance(meta, Mapping):
+        raise CheckpointFormatError(f"{str(path)!r}: 'meta' must be a dict, got {type(meta).__name__}")
+    if not isinstance(sd, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
+        raise CheckpointFormatError(f"{str(path)!r}: 'state_dict' must map names to tensors")
+    return strip_module_prefix(sd), dict(meta)

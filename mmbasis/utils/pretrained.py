@@ -1,0 +1,48 @@
+"""Checking that a ``Pretrained`` init_cfg fits a backbone before mmengine loads it with ``strict=False``."""
+from typing import Optional, Sequence, Union
+
+import torch.nn as nn
+from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_with_prefix
+
+from .checkpoint_io import strip_module_prefix
+from .misc import brief
+
+
+def _pretrained_cfg(init_cfg: Union[None, dict, Sequence[dict]]) -> Optional[dict]:
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    return next((c for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained'), None)
+
+
+def check_pretrained_fits(module: nn.Module, init_cfg, min_match: float) -> None:
+    """``ValueError`` unless the ``Pretrained`` checkpoint of ``init_cfg`` fills ``min_match`` of ``module``'s tensors.
+
+    A tensor is filled when the checkpoint has its name (after ``prefix`` and ``module.`` are removed, as
+    mmengine does) with the same shape. Does nothing without a ``Pretrained`` entry.
+    """
+    cfg = _pretrained_cfg(init_cfg)
+    if cfg is None:
+        return
+    path, prefix = cfg.get('checkpoint'), cfg.get('prefix')
+    if prefix is None:
+        ckpt = _load_checkpoint(path, map_location='cpu', logger='current')
+        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    else:
+        state = _load_checkpoint_with_prefix(prefix, path, map_location='cpu')
+    state = strip_module_prefix(state)
+    own = module.state_dict()
+    matched = [k for k, v in own.items() if k in state and tuple(state[k].shape) == tuple(v.shape)]
+    if len(matched) >= min_match * len(own):
+        return
+    missing = [k for k in own if k not in state]
+    shapes = [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    hint = ''
+    if any('shared_basis' in k for k in missing) and not any('shared_basis' in k for k in state):
+        hint = (' It looks like a plain ResNet checkpoint: turn it into this backbone with '
+                'tools/model_converters/plain_to_shared.py (or netrl2_to_mmbasis.py for official Net_RL2 weights).')
+    raise ValueError(
+        f'the Pretrained checkpoint {path!r}{f" (prefix {prefix!r})" if prefix else ""} does not fit '
+        f'{type(module).__name__}: only {len(matched)} of its {len(own)} tensors match by name and shape '
+        f'(at least {min_match:.0%} are required, otherwise training would start from a mostly random backbone). '
+        f'Missing: {brief(missing, 4) or "none"}; shape mismatches (checkpoint vs model): {brief(shapes, 4) or "none"}.'
+        + hint)

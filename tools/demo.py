@@ -23,7 +23,7 @@ from mmbasis.datasets import generate_shapes_for_config
 from mmbasis.utils import get_config_path
 from mmbasis.utils.cli import load_config
 
-DEFAULT_CONFIG = 'demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py'
+DEFAULT_CONFIG = 'shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'
 MAIN_METRIC = 'coco/bbox_mAP'
 
 

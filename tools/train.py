@@ -15,6 +15,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
+from mmbasis.engine import NonFiniteLossError
 from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed
 
 
@@ -53,7 +54,10 @@ def main(argv=None) -> None:
         cfg.load_from = args.resume
     setup_cpu_distributed(cfg)  # --launcher pytorch without a GPU: gloo + CPU DDP
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except NonFiniteLossError as e:  # FiniteLossHook already logged it; one line, no traceback
+        raise SystemExit(f'error: {e}') from None
 
 
 if __name__ == '__main__':

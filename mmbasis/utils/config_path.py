@@ -14,7 +14,7 @@ def config_root() -> Path:
 
 
 def get_config_path(name: str) -> str:
-    """Absolute path of a config shipped with mmbasis, e.g. ``'demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py'``.
+    """Absolute path of a config shipped with mmbasis, e.g. ``'shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'``.
 
     Raises ``FileNotFoundError`` listing close matches when it does not exist.
     """

@@ -14,10 +14,11 @@ def _pretrained_cfg(init_cfg: Union[None, dict, Sequence[dict]]) -> Optional[dic
 
 
 def check_pretrained_fits(module: nn.Module, init_cfg, min_match: float) -> None:
-    """``ValueError`` unless the ``Pretrained`` checkpoint of ``init_cfg`` fills ``min_match`` of ``module``'s tensors.
+    """``ValueError`` unless the ``Pretrained`` checkpoint of ``init_cfg`` fills ``min_match`` of ``module``'s values.
 
     A tensor is filled when the checkpoint has its name (after ``prefix`` and ``module.`` are removed, as
-    mmengine does) with the same shape. Does nothing without a ``Pretrained`` entry.
+    mmengine does) with the same shape; the fraction counts values (elements), so that missing shared bases
+    weigh what they hold. Does nothing without a ``Pretrained`` entry.
     """
     cfg = _pretrained_cfg(init_cfg)
     if cfg is None:
@@ -31,7 +32,8 @@ def check_pretrained_fits(module: nn.Module, init_cfg, min_match: float) -> None
     state = strip_module_prefix(state)
     own = module.state_dict()
     matched = [k for k, v in own.items() if k in state and tuple(state[k].shape) == tuple(v.shape)]
-    if len(matched) >= min_match * len(own):
+    fraction = sum(own[k].numel() for k in matched) / max(1, sum(v.numel() for v in own.values()))
+    if fraction >= min_match:
         return
     missing = [k for k in own if k not in state]
     shapes = [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in own
@@ -42,7 +44,8 @@ def check_pretrained_fits(module: nn.Module, init_cfg, min_match: float) -> None
                 'tools/model_converters/plain_to_shared.py (or netrl2_to_mmbasis.py for official Net_RL2 weights).')
     raise ValueError(
         f'the Pretrained checkpoint {path!r}{f" (prefix {prefix!r})" if prefix else ""} does not fit '
-        f'{type(module).__name__}: only {len(matched)} of its {len(own)} tensors match by name and shape '
-        f'(at least {min_match:.0%} are required, otherwise training would start from a mostly random backbone). '
+        f'{type(module).__name__}: only {len(matched)} of its {len(own)} tensors match by name and shape, holding '
+        f'{fraction:.0%} of its values (at least {min_match:.0%} are required, otherwise training would start from '
+        'a largely random backbone). '
         f'Missing: {brief(missing, 4) or "none"}; shape mismatches (checkpoint vs model): {brief(shapes, 4) or "none"}.'
         + hint)

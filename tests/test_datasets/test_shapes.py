@@ -3,7 +3,6 @@ import multiprocessing
 import os
 import os.path as osp
 import signal
-import time
 
 import pytest
 from mmdet.registry import DATASETS
@@ -98,16 +97,27 @@ def test_concurrent_generation_gives_one_complete_dataset(tmp_path):
     assert len(os.listdir(osp.join(root, 'train', 'images'))) == 300
 
 
+def _generate_and_die(root: str, kill_after: int) -> None:
+    """Generate a split and SIGKILL this process right after image ``kill_after`` was written (deterministic)."""
+    import mmbasis.datasets.shapes as shapes
+    real_imwrite, written = shapes.cv2.imwrite, []
+
+    def imwrite(path, img):
+        ok = real_imwrite(path, img)
+        written.append(path)
+        if len(written) == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup code runs, as with `kill -9`
+        return ok
+
+    shapes.cv2.imwrite = imwrite
+    _generate(root, 3 * kill_after)
+
+
 def test_killed_generation_leaves_no_partial_split(tmp_path):
     root = str(tmp_path / 'killed')
-    proc = _FORK.Process(target=_generate, args=(root, 3000))
+    proc = _FORK.Process(target=_generate_and_die, args=(root, 10))
     proc.start()
-    deadline = time.time() + 60
-    while not (osp.isdir(root) and os.listdir(root)) and time.time() < deadline:  # wait until it is writing
-        time.sleep(0.01)
-    time.sleep(0.2)
-    proc.kill()  # SIGKILL: no cleanup code runs
-    proc.join(timeout=60)
+    proc.join(timeout=120)
     target = osp.join(root, 'train')
     assert proc.exitcode == -signal.SIGKILL and not osp.exists(target), 'the kill must come mid-generation'
     assert [n for n in os.listdir(root) if n.startswith('.train-partial-')]  # the dead run's hidden temp folder

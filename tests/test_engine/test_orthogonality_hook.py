@@ -75,11 +75,25 @@ def test_gradient_is_task_plus_lambda_orth():
     assert 'loss_orth' not in log_vars  # cleaned up after training
 
 
-def test_only_in_loss_mode():
+def test_only_in_loss_mode(monkeypatch):
+    """Other modes get the model's own output, and the regulariser is not even computed for them."""
+    import mmbasis.engine.hooks.orthogonality_hook as hook_module
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return orthogonality_loss(*args, **kwargs)
+
+    monkeypatch.setattr(hook_module, 'orthogonality_loss', spy)
+    torch.manual_seed(0)
     model = ToyDetector()
+    batch = toy_batch(2)
+    plain = model(**batch, mode='tensor')
     _attach(model)
-    out = model(**toy_batch(2), mode='tensor')
-    assert isinstance(out, tuple)
+    out = model(**batch, mode='tensor')
+    assert calls == [] and type(out) is tuple and len(out) == len(plain)
+    assert all(torch.equal(a, b) for a, b in zip(out, plain))
+    assert 'loss_orth' in model(**batch, mode='loss') and len(calls) == 1
 
 
 def test_second_before_train_does_not_stack_the_term():
@@ -309,7 +323,7 @@ def test_runner_trains_the_demo_config_and_logs_loss_orth(tmp_path):
     from mmengine.runner import Runner
 
     from mmbasis.utils import get_config_path
-    cfg = Config.fromfile(get_config_path('demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py'))
+    cfg = Config.fromfile(get_config_path('shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'))
     assert dict(type='OrthogonalityRegularizerHook', loss_weight=LAMBDA) in cfg.custom_hooks
     data = str(tmp_path / 'data')
     cfg.merge_from_dict({

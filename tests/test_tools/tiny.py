@@ -8,7 +8,7 @@ from typing import List, Optional
 from tests.helpers import load_tool  # noqa: F401  (re-exported for the tool tests)
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = str(REPO / 'configs/demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py')
+DEMO_CONFIG = str(REPO / 'configs/shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py')
 
 
 def tiny_options(data_root: str, max_epochs: int = 1) -> List[str]:

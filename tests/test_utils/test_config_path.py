@@ -8,13 +8,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_finds_repo_configs():
-    path = get_config_path('demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py')
-    assert Path(path) == REPO / 'configs/demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py'
+    path = get_config_path('shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py')
+    assert Path(path) == REPO / 'configs/shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'
 
 
 def test_missing_config_lists_close_matches():
-    with pytest.raises(FileNotFoundError, match='did you mean: demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py'):
-        get_config_path('demo/faster-rcnn_r18-s16u1_slim-fpn_shape.py')
+    with pytest.raises(FileNotFoundError, match='did you mean: shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'):
+        get_config_path('shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shape.py')
     with pytest.raises(FileNotFoundError, match='available: .*shared_basis/'):
         get_config_path('zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz.py')
 

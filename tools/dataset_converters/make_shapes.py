@@ -20,7 +20,7 @@ import mmbasis  # noqa: F401
 from mmbasis.datasets import generate_shapes_for_config, generate_shapes_split
 from mmbasis.utils import get_config_path
 
-DEFAULT_CONFIG = 'demo/faster-rcnn_r18-s16u1_slim-fpn_shapes.py'
+DEFAULT_CONFIG = 'shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'
 
 
 def parse_args(argv=None) -> argparse.Namespace:

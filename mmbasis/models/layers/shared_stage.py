@@ -175,11 +175,11 @@ class SharedBasisBackboneMixin:
         return {f'{name}.{n}': getattr(stage, n) for name, stage in self._named_shared_stages()
                 for n in stage.shared_basis_names()}
 
-    #: Fraction of the backbone's tensors a ``Pretrained`` checkpoint must fill (by name and shape).
+    #: Fraction of the backbone's values a ``Pretrained`` checkpoint must fill (tensors matched by name and shape).
     PRETRAINED_MIN_MATCH = 0.9
 
     def init_weights(self) -> None:
-        """mmengine's init; a ``Pretrained`` init_cfg must first fit at least 90 % of the backbone's tensors.
+        """mmengine's init; a ``Pretrained`` init_cfg must first fill at least 90 % of the backbone's values.
 
         mmengine loads pretrained weights with ``strict=False`` and only logs mismatches, so a plain ResNet
         checkpoint (or one of another rank or depth) would leave most of a shared-basis backbone random and

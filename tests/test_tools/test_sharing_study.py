@@ -1,0 +1,61 @@
+"""tools/analysis_tools/sharing_study.py on a tiny grid: two cells, one seed, two iterations per run."""
+import csv
+import os.path as osp
+
+import pytest
+
+from tests.helpers import load_tool
+
+study = load_tool('tools/analysis_tools/sharing_study.py')
+
+
+def _options(data: str):
+    size = 'scale=(64,64)'
+    return [f'train_dataloader.dataset.data_root={data}', 'train_dataloader.dataset.num_images=4',
+            'train_dataloader.dataset.img_size=64', 'train_dataloader.batch_size=2',
+            f'val_dataloader.dataset.data_root={data}', 'val_dataloader.dataset.num_images=2',
+            'val_dataloader.dataset.img_size=64', f'test_dataloader.dataset.data_root={data}',
+            'test_dataloader.dataset.num_images=2', 'test_dataloader.dataset.img_size=64',
+            f'val_evaluator.ann_file={data}/val/annotation.json', f'test_evaluator.ann_file={data}/val/annotation.json',
+            f'train_dataloader.dataset.pipeline.2.{size}', f'val_dataloader.dataset.pipeline.1.{size}',
+            f'test_dataloader.dataset.pipeline.1.{size}', 'model.backbone.base_channels=32',
+            'model.neck.in_channels=[32,64,128,256]', 'param_scheduler.0.end=1', 'default_hooks.logger.interval=1']
+
+
+@pytest.mark.slow
+def test_tiny_grid_writes_csv_summary_png_and_skips_finished_runs(tmp_path, capsys):
+    out = str(tmp_path / 'study')
+    argv = ['--cells', 'r18', 'r18-s16u1-noreg', '--seeds', '0', '--epochs', '1', '--sv-every', '1',
+            '--out-dir', out, '--work-root', str(tmp_path / 'work'), '--cfg-options', *_options(str(tmp_path / 'data'))]
+    assert study.main(argv + ['--dry-run']) == 0
+    listing = capsys.readouterr().out
+    assert '2 runs' in listing and '2 to run' in listing and listing.count('[pending]') == 2
+    assert not osp.exists(osp.join(out, 'runs.csv'))  # a dry run trains nothing
+
+    assert study.main(argv) == 0
+    with open(osp.join(out, 'runs.csv'), newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [(r['cell'], r['seed'], r['regularizer']) for r in rows] == [('r18', '0', '0'), ('r18-s16u1-noreg', '0', '0')]
+    plain, shared = rows
+    assert int(shared['backbone_params']) < int(plain['backbone_params'])  # sharing saves parameters
+    assert int(plain['iters']) == 2 and 0 <= float(plain['bbox_mAP']) <= 1
+    assert plain['l_orth_final'] == '' and shared['l_orth_final'] != ''  # only the shared backbone has bases
+    assert shared['loss_orth_final'] == ''  # regulariser off: no loss_orth in the loss
+    assert float(shared['sigma_max']) >= float(shared['sigma_min']) > 0
+    assert osp.isfile(osp.join(out, 'sharing_study.png')) and osp.isfile(osp.join(out, 'summary.md'))
+    assert 'ResNet-18 S16U1 | off | 1 |' in open(osp.join(out, 'summary.md')).read()
+
+    capsys.readouterr()
+    assert study.main(argv) == 0  # a restart skips the finished runs
+    assert '2 already in' in capsys.readouterr().out
+    with open(osp.join(out, 'runs.csv'), newline='') as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+def test_bad_arguments_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        study.main(['--cells', 'r99'])
+    assert "unknown cells ['r99']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        study.main(['--epochs', '0'])
+    assert '--epochs 0 must be >= 1' in capsys.readouterr().err

@@ -1,0 +1,390 @@
+"""What sharing costs and what the regulariser buys: a grid of detector trainings on the generated shapes data.
+
+    python tools/analysis_tools/sharing_study.py [--cells r18 r18-s16u1 ...] [--seeds 0 1 2] [--epochs 8]
+        [--val-interval E] [--jobs 1] [--threads T] [--out-dir docs/results/sharing_study] [--dry-run]
+        [--summary-only] [--readme README.md] [--cfg-options k=v ...]
+
+Every run trains one of the project's shapes configs (configs/shapes/, identical neck, heads, data and
+schedule) through an mmengine Runner, overridden only by what the grid varies: the seed (``randomness.seed``),
+the regulariser (``OrthogonalityRegularizerHook`` kept or removed), and, for the whole grid alike, the schedule
+(``--epochs``: max_epochs, the LR step at 3/4 of it, ``--val-interval``) and any ``--cfg-options``. Each run is
+a fresh interpreter (``--worker``), so runs cannot influence each other.
+
+Per run the CSV records: backbone and detector parameters, COCO bbox mAP / mAP@0.5 / mAP@0.75 on the
+validation split (and the mAP of every validation), wall time, final task loss (mean over the last epoch) and
+peak task loss (max per-iteration task loss after the LR warm-up), and the regulariser's statistics: the
+weighted ``loss_orth`` when the regulariser is on, and for every run the unweighted ``L_orth`` and
+``max |B B^T - I|`` of the shared bases and the extreme singular values of each basis, sampled during training.
+A row is appended as soon as a run finishes; runs already in the CSV are skipped on a restart. The summary
+prints mean and standard deviation (over seeds) per cell, writes ``summary.md`` and the PNG (mAP against
+backbone parameters, error bars = one std, one marker per backbone, filled = regulariser on).
+"""
+import argparse
+import csv
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import List, Optional
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+REG_HOOK = 'OrthogonalityRegularizerHook'
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A grid cell: a shapes config, with or without the regulariser."""
+    key: str
+    backbone: str
+    config: str
+    regularizer: bool
+
+
+CELLS = {c.key: c for c in (
+    Cell('r18', 'ResNet-18', 'shapes/faster-rcnn_r18_slim-fpn_scratch-8e_shapes.py', False),
+    Cell('r18-s16u1', 'ResNet-18 S16U1', 'shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py', True),
+    Cell('r18-s16u1-noreg', 'ResNet-18 S16U1', 'shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py', False),
+    Cell('r34', 'ResNet-34', 'shapes/faster-rcnn_r34_slim-fpn_scratch-8e_shapes.py', False),
+    Cell('r34-s48u1star', 'ResNet34-S48U1*', 'shapes/faster-rcnn_r34-s48u1star_slim-fpn_scratch-8e_shapes.py', True),
+    Cell('r34-s48u1star-noreg', 'ResNet34-S48U1*', 'shapes/faster-rcnn_r34-s48u1star_slim-fpn_scratch-8e_shapes.py',
+         False),
+    Cell('r34-s16u1star', 'ResNet34-S16U1*', 'shapes/faster-rcnn_r34-s16u1star_slim-fpn_scratch-8e_shapes.py', True),
+)}
+
+FIELDS = ['cell', 'backbone', 'regularizer', 'seed', 'epochs', 'iters', 'backbone_params', 'detector_params',
+          'bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'wall_s', 'task_loss_final', 'task_loss_peak',
+          'loss_orth_final', 'l_orth_final', 'l_orth_max', 'orth_max_err_final', 'sigma_min', 'sigma_max',
+          'sigma_spread_final', 'val_curve', 'threads', 'jobs', 'options']
+
+
+# ------------------------------------------------------------------------------------------------ one run
+def parse_options(options: List[str]) -> dict:
+    """``--cfg-options`` strings (``key=value``) parsed as mmengine's tools parse them."""
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    return parser.parse_args(['--cfg-options', *options]).cfg_options if options else {}
+
+
+def study_config(cell: Cell, seed: int, epochs: Optional[int], val_interval: Optional[int], work_dir: str,
+                 options: List[str]):
+    """The cell's config with exactly the grid's overrides applied (``options``: ``key=value`` strings)."""
+    from mmbasis.utils.cli import read_config
+    cfg = read_config(osp.join(REPO, 'configs', cell.config), parse_options(options))
+    cfg.randomness = dict(seed=seed)
+    hooks = [h for h in cfg.get('custom_hooks', []) if cell.regularizer or h.get('type') != REG_HOOK]
+    if cell.regularizer and not any(h.get('type') == REG_HOOK for h in hooks):
+        raise ValueError(f'{cell.config} has no {REG_HOOK} to keep')
+    cfg.custom_hooks = hooks
+    if epochs is not None:
+        cfg.train_cfg.max_epochs = epochs
+        for sched in cfg.param_scheduler:
+            if sched.get('type') == 'MultiStepLR':
+                sched.update(end=epochs, milestones=[max(1, round(0.75 * epochs))])
+    cfg.train_cfg.val_interval = val_interval or cfg.train_cfg.max_epochs
+    cfg.default_hooks.checkpoint = dict(type='SafeCheckpointHook', interval=cfg.train_cfg.max_epochs,
+                                        max_keep_ckpts=1)
+    cfg.work_dir = work_dir
+    return cfg
+
+
+def _recorder(sv_every: int):
+    """A hook collecting the per-run statistics (built inside the worker, after mmengine is imported)."""
+    import torch
+    from mmengine.hooks import Hook
+    from mmengine.model import is_model_wrapper
+
+    from mmbasis.models.losses import orthogonality_loss, singular_value_spread
+
+    class StudyRecorder(Hook):
+        priority = 'LOWEST'
+
+        def __init__(self):
+            self.task_loss, self.loss_orth, self.l_orth, self.max_err, self.sigmas, self.curve = [], [], [], [], [], []
+            self.metrics = {}
+
+        def _groups(self, runner):
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            return getattr(model.backbone, 'basis_groups', list)()
+
+        def _sample(self, runner):
+            groups = self._groups(runner)
+            if not groups:
+                return
+            with torch.no_grad():
+                loss, err = orthogonality_loss(groups)
+            self.l_orth.append(float(loss))
+            self.max_err.append(float(err))
+            self.sigmas.append([singular_value_spread(g) for g in groups])
+
+        def before_train(self, runner):
+            self._sample(runner)
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            outputs = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in (outputs or {}).items()}
+            self.task_loss.append(outputs['loss'] - outputs.get('loss_orth', 0.0))
+            if 'loss_orth' in outputs:
+                self.loss_orth.append(outputs['loss_orth'])
+            if (runner.iter + 1) % sv_every == 0:
+                self._sample(runner)
+
+        def after_val_epoch(self, runner, metrics=None):
+            self.metrics = dict(metrics or {})
+            self.curve.append([runner.epoch, runner.iter, float(self.metrics.get('coco/bbox_mAP', float('nan')))])
+
+    return StudyRecorder()
+
+
+def run_worker(spec: dict) -> dict:
+    """Train one run of the grid in this process and return its CSV row (see the module docstring)."""
+    import torch
+    from mmengine.runner import Runner
+
+    import mmbasis  # noqa: F401  (registers modules)
+
+    cell = CELLS[spec['cell']]
+    cfg = study_config(cell, spec['seed'], spec['epochs'], spec['val_interval'], spec['work_dir'],
+                       spec['cfg_options'])
+    runner = Runner.from_cfg(cfg)
+    recorder = _recorder(sv_every=spec['sv_every'])
+    runner.register_hook(recorder)
+    t0 = time.time()
+    runner.train()
+    wall = time.time() - t0
+    model = runner.model
+    last = {k: float(recorder.metrics[f'coco/{k}']) for k in ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75')}
+    iters_per_epoch = len(runner.train_dataloader)
+    warmup = max(s.get('end', 0) for s in cfg.param_scheduler if not s.get('by_epoch', True))
+    spreads = recorder.sigmas[-1] if recorder.sigmas else []
+    return dict(
+        cell=cell.key, backbone=cell.backbone, regularizer=int(cell.regularizer), seed=spec['seed'],
+        epochs=cfg.train_cfg.max_epochs, iters=runner.iter,
+        backbone_params=sum(p.numel() for p in model.backbone.parameters()),
+        detector_params=sum(p.numel() for p in model.parameters()), **last, wall_s=round(wall, 1),
+        task_loss_final=statistics.fmean(recorder.task_loss[-iters_per_epoch:]),
+        task_loss_peak=max(recorder.task_loss[warmup:] or recorder.task_loss),
+        loss_orth_final=recorder.loss_orth[-1] if recorder.loss_orth else '',
+        l_orth_final=recorder.l_orth[-1] if recorder.l_orth else '',
+        l_orth_max=max(recorder.l_orth) if recorder.l_orth else '',
+        orth_max_err_final=recorder.max_err[-1] if recorder.max_err else '',
+        sigma_min=min(lo for row in recorder.sigmas for lo, _ in row) if recorder.sigmas else '',
+        sigma_max=max(hi for row in recorder.sigmas for _, hi in row) if recorder.sigmas else '',
+        sigma_spread_final=max(hi / max(lo, 1e-12) for lo, hi in spreads) if spreads else '',
+        val_curve=json.dumps(recorder.curve), threads=torch.get_num_threads(), jobs=spec['jobs'],
+        options=json.dumps(spec['cfg_options']))
+
+
+# ------------------------------------------------------------------------------------------------ the grid
+def read_rows(path: str) -> List[dict]:
+    if not osp.isfile(path):
+        return []
+    with open(path, newline='', encoding='utf-8') as f:
+        return list(csv.DictReader(f))
+
+
+def append_row(path: str, row: dict) -> None:
+    """Append one row (header first if the file is new), flushed to disk before returning."""
+    new = not osp.isfile(path)
+    with open(path, 'a', newline='', encoding='utf-8') as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, '') for k in FIELDS})
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run_key(cell: str, seed: int, epochs, options: str) -> tuple:
+    return cell, int(seed), str(epochs), options
+
+
+def launch(spec: dict, threads: int, log_path: str) -> dict:
+    """Run one grid point in a fresh interpreter; return its row (raises with the log's tail on failure)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS='ignore')
+    os.makedirs(osp.dirname(log_path), exist_ok=True)
+    with open(log_path, 'w', encoding='utf-8') as log:
+        proc = subprocess.run([sys.executable, osp.abspath(__file__), '--worker', json.dumps(spec)], cwd=REPO,
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, encoding='utf-8') as log:
+        lines = log.read().splitlines()
+    result = next((ln[len('RESULT '):] for ln in reversed(lines) if ln.startswith('RESULT ')), None)
+    if proc.returncode != 0 or result is None:
+        raise RuntimeError(f'run {spec["cell"]} seed {spec["seed"]} failed (exit {proc.returncode}); last lines of '
+                           f'{log_path}:\n' + '\n'.join(lines[-15:]))
+    return json.loads(result)
+
+
+# ------------------------------------------------------------------------------------------------ summary
+def _mean_std(values: List[float]) -> str:
+    if not values:
+        return '-'
+    if len(values) == 1:
+        return f'{values[0]:.3f}'
+    return f'{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}'
+
+
+def summarize(rows: List[dict]) -> str:
+    """Markdown table: one line per cell, mean ± sample std over its seeds."""
+    lines = ['| backbone | regulariser | seeds | backbone params | bbox mAP | mAP@0.5 | mAP@0.75 | final task loss | '
+             'peak task loss | L_orth (end) | σmax/σmin (end) | wall min |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|']
+    for key, cell in CELLS.items():
+        sel = [r for r in rows if r['cell'] == key]
+        if not sel:
+            continue
+
+        def col(name):
+            return [float(r[name]) for r in sel if r[name] not in ('', None)]
+
+        params = int(sel[0]['backbone_params'])
+        spread = col('sigma_spread_final')
+        lines.append(
+            f'| {cell.backbone} | {"on" if cell.regularizer else "off"} | {len(sel)} | {params / 1e6:.2f} M | '
+            f'{_mean_std(col("bbox_mAP"))} | {_mean_std(col("bbox_mAP_50"))} | {_mean_std(col("bbox_mAP_75"))} | '
+            f'{_mean_std(col("task_loss_final"))} | {_mean_std(col("task_loss_peak"))} | '
+            + (f'{statistics.fmean(col("l_orth_final")):.2e} | ' if col('l_orth_final') else '- | ')
+            + (f'{statistics.fmean(spread):.3f} | ' if spread else '- | ')
+            + f'{statistics.fmean(col("wall_s")) / 60:.1f} |')
+    return '\n'.join(lines)
+
+
+def plot(rows: List[dict], path: str) -> None:
+    """mAP against backbone parameters, error bars = one std over seeds; filled markers = regulariser on."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    markers = {'ResNet-18': 'o', 'ResNet-18 S16U1': 's', 'ResNet-34': 'D', 'ResNet34-S48U1*': '^',
+               'ResNet34-S16U1*': 'v'}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, cell in CELLS.items():
+        sel = [r for r in rows if r['cell'] == key]
+        if not sel:
+            continue
+        maps = [float(r['bbox_mAP']) for r in sel]
+        x = int(sel[0]['backbone_params']) / 1e6 * (1.02 if not cell.regularizer and 'S' in cell.backbone else 1.0)
+        std = statistics.stdev(maps) if len(maps) > 1 else 0.0
+        ax.errorbar(x, statistics.fmean(maps), yerr=std, marker=markers.get(cell.backbone, 'o'), markersize=8,
+                    capsize=4, linestyle='none', mfc=None if cell.regularizer or 'S' not in cell.backbone else 'white',
+                    label=f'{cell.backbone}{"" if "S" not in cell.backbone else (" + reg." if cell.regularizer else " no reg.")}'
+                    f' (n={len(maps)})')
+    ax.set_xlabel('backbone parameters (M)')
+    ax.set_ylabel('COCO bbox mAP (shapes val)')
+    ax.set_title('Faster R-CNN from scratch on the shapes data: mean ± std over seeds')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc='best')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def update_readme(readme: str, table: str, command: str) -> None:
+    start, end = '<!-- sharing-study:start -->', '<!-- sharing-study:end -->'
+    with open(readme, encoding='utf-8') as f:
+        text = f.read()
+    if start not in text or end not in text:
+        raise ValueError(f'{readme} has no {start} ... {end} block to fill')
+    block = f'{start}\n{table}\n\n(generated by `{command}`)\n{end}'
+    head, rest = text.split(start, 1)
+    with open(readme, 'w', encoding='utf-8') as f:
+        f.write(head + block + rest.split(end, 1)[1])
+
+
+# ------------------------------------------------------------------------------------------------ command line
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--cells', nargs='+', default=list(CELLS), metavar='CELL',
+                        help=f'grid cells (default: all): {", ".join(CELLS)}')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--epochs', type=int, help='epochs of every run (default: the configs\', 8)')
+    parser.add_argument('--val-interval', type=int, help='validate every E epochs (default: at the end only)')
+    parser.add_argument('--jobs', type=int, default=1, help='runs at a time (default 1)')
+    parser.add_argument('--threads', type=int, help='torch threads per run (default: cores / jobs)')
+    parser.add_argument('--sv-every', type=int, default=20, help='sample the bases\' statistics every N iterations')
+    parser.add_argument('--out-dir', default=osp.join('docs', 'results', 'sharing_study'))
+    parser.add_argument('--dry-run', action='store_true', help='list the runs (and which are done) and exit')
+    parser.add_argument('--summary-only', action='store_true', help='summarise the CSV without training')
+    parser.add_argument('--readme', help='also write the summary table into this file between '
+                        '<!-- sharing-study:start --> and <!-- sharing-study:end -->')
+    parser.add_argument('--work-root', default=osp.join('work_dirs', 'sharing_study'),
+                        help='where the runs\' work dirs go (default work_dirs/sharing_study)')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='overrides applied to every run (mmengine --cfg-options syntax)')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return args
+    unknown = [c for c in args.cells if c not in CELLS]
+    if unknown:
+        parser.error(f'unknown cells {unknown}; choose from {", ".join(CELLS)}')
+    for name in ('epochs', 'val_interval', 'jobs', 'threads', 'sv_every'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f'--{name.replace("_", "-")} {value} must be >= 1')
+    if any(s < 0 for s in args.seeds) or len(set(args.seeds)) != len(args.seeds):
+        parser.error(f'--seeds {args.seeds}: give distinct non-negative integers')
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        row = run_worker(json.loads(args.worker))
+        print('RESULT ' + json.dumps(row), flush=True)
+        return 0
+    csv_path = osp.join(args.out_dir, 'runs.csv')
+    options = json.dumps(args.cfg_options)
+    parse_options(args.cfg_options)  # a malformed option fails here, before any run
+    done = {run_key(r['cell'], r['seed'], r['epochs'], r['options']) for r in read_rows(csv_path)}
+    epochs_key = args.epochs if args.epochs is not None else 8
+    grid = [(c, s) for c in args.cells for s in args.seeds]
+    pending = [(c, s) for c, s in grid if run_key(c, s, epochs_key, options) not in done]
+    print(f'sharing study: {len(grid)} runs ({len(args.cells)} cells x {len(args.seeds)} seeds, '
+          f'{epochs_key} epochs), {len(grid) - len(pending)} already in {csv_path}, {len(pending)} to run')
+    if args.dry_run or args.summary_only:
+        for c, s in grid:
+            state = 'pending' if (c, s) in pending else 'done'
+            print(f'  {c:<22} seed {s}  {CELLS[c].config}  regulariser {"on" if CELLS[c].regularizer else "off"}'
+                  f'  [{state}]')
+    if not (args.dry_run or args.summary_only) and pending:
+        os.makedirs(args.out_dir, exist_ok=True)
+        threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+
+        def one(run):
+            cell, seed = run
+            work = osp.join(args.work_root, f'{cell}_seed{seed}_{epochs_key}e')
+            spec = dict(cell=cell, seed=seed, epochs=args.epochs, val_interval=args.val_interval, work_dir=work,
+                        cfg_options=args.cfg_options, sv_every=args.sv_every, jobs=args.jobs)
+            row = launch(spec, threads, osp.join(work, 'study_run.log'))
+            row['epochs'] = epochs_key
+            append_row(csv_path, row)
+            print(f'  done: {cell} seed {seed}: bbox_mAP {float(row["bbox_mAP"]):.3f} in {row["wall_s"] / 60:.1f} min',
+                  flush=True)
+            return row
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(one, pending))
+    if args.dry_run:
+        return 0
+    rows = [r for r in read_rows(csv_path) if str(r['epochs']) == str(epochs_key) and r['options'] == options]
+    if not rows:
+        print(f'no finished runs in {csv_path} yet')
+        return 0
+    table = summarize(rows)
+    print(table)
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(osp.join(args.out_dir, 'summary.md'), 'w', encoding='utf-8') as f:
+        f.write(table + '\n')
+    plot(rows, osp.join(args.out_dir, 'sharing_study.png'))
+    print(f'wrote {osp.join(args.out_dir, "summary.md")} and {osp.join(args.out_dir, "sharing_study.png")}')
+    if args.readme:
+        update_readme(args.readme, table, 'python tools/analysis_tools/sharing_study.py ' + ' '.join(argv or sys.argv[1:]))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -53,8 +53,10 @@ class SharedBasisStage(Sequential):
         init_cfg (dict, optional): mmengine init config of the stage.
     """
 
-    def __init__(self, init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+    def __init__(self, *blocks: nn.Module, init_cfg: Optional[dict] = None) -> None:
+        # ``*blocks`` as nn.Sequential (also what slicing, ``stage[1:]``, passes: a stage of those blocks
+        # without the bases)
+        super().__init__(*blocks, init_cfg=init_cfg)
         self._basis_groups: List[Tuple[str, Tuple[str, ...]]] = []  # (family, names initialised jointly)
 
     def add_shared_basis(self, name: str, rank: int, in_channels: int, kernel_size: int = 3,

@@ -115,3 +115,27 @@ def paper_backbone_cfg(name: str) -> dict:
         ('SharedBasisResNet', 48, 'conv')
     """
     return copy.deepcopy(paper_model(name).backbone)
+
+
+#: Arguments of mmbasis' backbones that a plain counterpart does not take.
+_SHARING_ARGS = ('shared_rank', 'unique_rank', 'rank_multipliers', 'basis_sharing', 'shared_convs', 'deploy',
+                 'shared_stages', 'with_eca')
+
+
+def plain_counterpart(backbone: dict) -> dict:
+    """The plain backbone config a shared-basis one replaces (same depth, widths, stages and options).
+
+    ``SharedBasisResNet`` -> mmdet's ``ResNet``; ``SharedBasisMobileNetV2`` -> the same class without sharing
+    (its layout, ``variant``, is kept). A config of another type is returned unchanged.
+    """
+    cfg = copy.deepcopy(dict(backbone))
+    kind = cfg.get('type')
+    if kind == 'SharedBasisResNet':
+        cfg['type'] = 'ResNet'
+        for name in _SHARING_ARGS:
+            cfg.pop(name, None)
+    elif kind == 'SharedBasisMobileNetV2':
+        for name in _SHARING_ARGS:
+            cfg.pop(name, None)
+        cfg['shared_convs'] = ()
+    return cfg

@@ -49,8 +49,17 @@ def test_demo_trains_evaluates_and_reports(tmp_path):
     assert '==== mmbasis demo ====' in out and 'coco/bbox_mAP' in out and 'loss_orth' in out
     ckpt = next(line.split(':', 1)[1].strip() for line in out.splitlines() if line.startswith('checkpoint'))
     assert ckpt == osp.join(work, 'epoch_1.pth') and osp.isfile(ckpt)
+    assert 'seed        : 0' in out
     log = next(line.split(':', 1)[1].strip() for line in out.splitlines() if line.startswith('log '))
     assert osp.isfile(log) and 'coco/bbox_mAP' in open(log).read()
+    # parameters against the plain counterpart of the same config (the tiny demo: base_channels=16, rank 4)
+    backbone = next(line for line in out.splitlines() if line.startswith('backbone '))
+    assert 'SharedBasisResNet' in backbone and 'with the plain backbone' in backbone and '(ResNet)' in backbone
+    assert float(backbone.split('(')[1].split(' %')[0]) < 0  # the shared backbone is smaller
+    grid = next(line.split(':', 1)[1].strip() for line in out.splitlines() if line.startswith('predictions'))
+    assert grid == osp.join(work, 'predictions.png') and osp.getsize(grid) > 1000
+    hint = next(line for line in out.splitlines() if line.startswith('evaluate again with: '))
+    assert 'tools/test.py' in hint and 'python' in hint
 
 
 

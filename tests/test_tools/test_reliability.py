@@ -22,7 +22,7 @@ from tests.test_tools.tiny import DEMO_CONFIG, REPO, run, tiny_options
 
 
 def _train(work: str, data: str, epochs: int, hooks: list, resume: bool = False, expect_ok: bool = True,
-           extra: tuple = ()):
+           extra: tuple = (), timeout: int = 600):
     """``tools/train.py`` on the demo config plus the test hooks ``hooks`` (config snippets), in a subprocess."""
     os.makedirs(work, exist_ok=True)
     config = osp.join(work, '..', f'{osp.basename(work)}_cfg.py')
@@ -33,7 +33,7 @@ def _train(work: str, data: str, epochs: int, hooks: list, resume: bool = False,
                 f"loss_weight=10.0), {', '.join(hooks)}]\n")
     args = ['tools/train.py', config, '--work-dir', work] + (['--resume'] if resume else []) + [
         '--cfg-options', *tiny_options(data, epochs), *extra]
-    return run(args, expect_ok=expect_ok, env=dict(PYTHONPATH=str(REPO)))
+    return run(args, expect_ok=expect_ok, env=dict(PYTHONPATH=str(REPO)), timeout=timeout)
 
 
 def _record(path: str) -> str:
@@ -143,7 +143,8 @@ def test_memory_stays_flat_with_two_data_workers(tmp_path):
     extra = ('train_dataloader.num_workers=2', 'train_dataloader.persistent_workers=True',
              'train_dataloader.dataset.num_images=8', 'default_hooks.logger.interval=50',
              'default_hooks.checkpoint.interval=100')
-    _train(work, data, 75, [f"dict(type='RecordStateHook',path='{state_file}',rss_every=10)"], extra=extra)
+    _train(work, data, 75, [f"dict(type='RecordStateHook',path='{state_file}',rss_every=10)"], extra=extra,
+           timeout=1800)
     with open(state_file, encoding='utf-8') as f:
         rss = json.load(f)['rss']
     assert len(rss) == 30  # 75 epochs x 4 iterations, sampled every 10

@@ -27,7 +27,9 @@ def tiny_options(data_root: str, max_epochs: int = 1) -> List[str]:
         f'train_cfg.max_epochs={max_epochs}', f'train_cfg.val_interval={max_epochs}',
         'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1',
         'model.backbone.base_channels=16', 'model.backbone.shared_rank=4', 'model.neck.in_channels=[16,32,64,128]',
-        'param_scheduler.0.end=2']
+        'param_scheduler.0.end=2',
+        # an untrained detector may score every box below mmdet's 0.05: keep them all, so COCO metrics exist
+        'model.test_cfg.rcnn.score_thr=0.0']
 
 
 def run(args: List[str], cwd: Path = REPO, expect_ok: bool = True, env: Optional[dict] = None,

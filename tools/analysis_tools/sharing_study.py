@@ -87,8 +87,9 @@ def study_config(cell: Cell, seed: int, epochs: Optional[int], val_interval: Opt
             if sched.get('type') == 'MultiStepLR':
                 sched.update(end=epochs, milestones=[max(1, round(0.75 * epochs))])
     cfg.train_cfg.val_interval = val_interval or cfg.train_cfg.max_epochs
-    cfg.default_hooks.checkpoint = dict(type='SafeCheckpointHook', interval=cfg.train_cfg.max_epochs,
-                                        max_keep_ckpts=1)
+    # the mid-schedule checkpoint is kept too: the warm-start study decomposes the plain detectors at half time
+    cfg.default_hooks.checkpoint = dict(type='SafeCheckpointHook', interval=max(1, cfg.train_cfg.max_epochs // 2),
+                                        max_keep_ckpts=2)
     cfg.work_dir = work_dir
     return cfg
 

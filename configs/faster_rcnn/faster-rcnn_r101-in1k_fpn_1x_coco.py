@@ -1,0 +1,11 @@
+# Faster R-CNN FPN 1x on COCO with a plain ResNet-101 starting from torchvision's ImageNet weights: mmdet's
+# faster-rcnn_r101_fpn_1x_coco.py unchanged, plus the mmbasis runtime. The baseline of
+# faster-rcnn_r101-shared-in1k_fpn_1x_coco.py (only the backbone differs). mmdet's recipe for an ImageNet backbone:
+# frozen_stages=1, norm_eval=True.
+_base_ = 'mmdet::faster_rcnn/faster-rcnn_r101_fpn_1x_coco.py'
+
+# mmbasis runtime (the same in every config of the pair)
+custom_imports = dict(imports=['mmbasis'], allow_failed_imports=False)
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+log_processor = dict(type='ReadableLogProcessor')
+custom_hooks = [dict(type='FiniteLossHook')]

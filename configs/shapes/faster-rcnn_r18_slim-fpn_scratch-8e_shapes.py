@@ -38,9 +38,11 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[6], gamma=0.1),
 ]
+# lr 0.02 (batch 4): with the official initialisation (no zeroed residual BNs) the plain ResNet-18 collapsed at
+# 0.04 (mAP 0.001 after 8 epochs, seed 0), while 0.02 reached 0.339 and 0.01 0.272 after 6 epochs.
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.04, momentum=0.9, weight_decay=1e-4),
+    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
     clip_grad=dict(max_norm=10, norm_type=2))
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 

@@ -31,7 +31,7 @@ def read_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     """``Config.fromfile(config)`` with ``cfg_options`` merged; ``FileNotFoundError`` naming a missing file."""
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file {config!r} does not exist (configs shipped with mmbasis live under '
-                                'configs/, e.g. configs/shapes/faster-rcnn_r18-s16u1_slim-fpn_8e_shapes.py)')
+                                'configs/, e.g. configs/shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py)')
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

@@ -1,5 +1,6 @@
 """tools/analysis_tools/sharing_study.py on a tiny grid: two cells, one seed, two iterations per run."""
 import csv
+import json
 import os.path as osp
 
 import pytest
@@ -59,3 +60,26 @@ def test_bad_arguments_are_refused(capsys):
     with pytest.raises(SystemExit):
         study.main(['--epochs', '0'])
     assert '--epochs 0 must be >= 1' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_warm_start_study_decomposes_the_plain_run_and_fine_tunes(tmp_path, capsys):
+    """A plain run of the study (2 epochs, checkpoint after epoch 1), then its warm start (1 more epoch)."""
+    data, out, work = str(tmp_path / 'data'), str(tmp_path / 'study'), str(tmp_path / 'work')
+    options = _options(data)
+    assert study.main(['--cells', 'r18', '--seeds', '0', '--epochs', '2', '--val-interval', '1', '--out-dir', out,
+                       '--work-root', work, '--cfg-options', *options]) == 0
+    assert osp.isfile(osp.join(work, 'r18_seed0_2e', 'epoch_1.pth'))
+    warm = load_tool('tools/analysis_tools/warm_start_study.py')
+    warm_out = str(tmp_path / 'warm')
+    argv = ['--pairs', 'r18:r18-s16u1', '--seeds', '0', '--from-epoch', '1', '--epochs', '1', '--val-interval', '1',
+            '--study-csv', osp.join(out, 'runs.csv'), '--study-work-root', work, '--work-root', str(tmp_path / 'w2'),
+            '--out-dir', warm_out, '--images', osp.join(data, 'train', 'images'), '--cfg-options', *options]
+    assert warm.main(argv) == 0
+    with open(osp.join(warm_out, 'runs.csv'), newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]['cell'] == 'r18-s16u1-warm' and int(rows[0]['iters']) == 2
+    assert 0 <= float(rows[0]['weight_error']) < 1 and len(json.loads(rows[0]['stage_errors'])) == 4
+    assert osp.isfile(osp.join(warm_out, 'warm_start.png')) and osp.isfile(osp.join(warm_out, 'summary.md'))
+    capsys.readouterr()
+    assert warm.main(argv) == 0 and '1 done, 0 to run' in capsys.readouterr().out

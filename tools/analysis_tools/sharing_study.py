@@ -72,8 +72,11 @@ def parse_options(options: List[str]) -> dict:
 
 
 def study_config(cell: Cell, seed: int, epochs: Optional[int], val_interval: Optional[int], work_dir: str,
-                 options: List[str]):
-    """The cell's config with exactly the grid's overrides applied (``options``: ``key=value`` strings)."""
+                 options: List[str], init_checkpoint: Optional[str] = None):
+    """The cell's config with exactly the grid's overrides applied (``options``: ``key=value`` strings).
+
+    ``init_checkpoint``: start the backbone from this checkpoint (``Pretrained`` init_cfg; the warm-start study).
+    """
     from mmbasis.utils.cli import read_config
     cfg = read_config(osp.join(REPO, 'configs', cell.config), parse_options(options))
     cfg.randomness = dict(seed=seed)
@@ -90,6 +93,8 @@ def study_config(cell: Cell, seed: int, epochs: Optional[int], val_interval: Opt
     # the mid-schedule checkpoint is kept too: the warm-start study decomposes the plain detectors at half time
     cfg.default_hooks.checkpoint = dict(type='SafeCheckpointHook', interval=max(1, cfg.train_cfg.max_epochs // 2),
                                         max_keep_ckpts=2)
+    if init_checkpoint is not None:
+        cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=init_checkpoint)
     cfg.work_dir = work_dir
     return cfg
 
@@ -150,7 +155,7 @@ def run_worker(spec: dict) -> dict:
 
     cell = CELLS[spec['cell']]
     cfg = study_config(cell, spec['seed'], spec['epochs'], spec['val_interval'], spec['work_dir'],
-                       spec['cfg_options'])
+                       spec['cfg_options'], spec.get('init_checkpoint'))
     runner = Runner.from_cfg(cfg)
     recorder = _recorder(sv_every=spec['sv_every'])
     runner.register_hook(recorder)
@@ -188,14 +193,14 @@ def read_rows(path: str) -> List[dict]:
         return list(csv.DictReader(f))
 
 
-def append_row(path: str, row: dict) -> None:
+def append_row(path: str, row: dict, fields: List[str] = FIELDS) -> None:
     """Append one row (header first if the file is new), flushed to disk before returning."""
     new = not osp.isfile(path)
     with open(path, 'a', newline='', encoding='utf-8') as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         if new:
             writer.writeheader()
-        writer.writerow({k: row.get(k, '') for k in FIELDS})
+        writer.writerow({k: row.get(k, '') for k in fields})
         f.flush()
         os.fsync(f.fileno())
 
@@ -283,8 +288,9 @@ def plot(rows: List[dict], path: str) -> None:
     plt.close(fig)
 
 
-def update_readme(readme: str, table: str, command: str) -> None:
-    start, end = '<!-- sharing-study:start -->', '<!-- sharing-study:end -->'
+def update_readme(readme: str, table: str, command: str, marker: str = 'sharing-study') -> None:
+    """Replace the block between ``<!-- {marker}:start -->`` and ``<!-- {marker}:end -->`` of ``readme``."""
+    start, end = f'<!-- {marker}:start -->', f'<!-- {marker}:end -->'
     with open(readme, encoding='utf-8') as f:
         text = f.read()
     if start not in text or end not in text:

@@ -231,7 +231,8 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
         for name in self.shared_convs:
             conv = getattr(stage[1], name).conv
             shared[name] = stage.add_shared_basis(f'shared_basis_{name}', conv.out_channels, conv.in_channels, 1,
-                                                  family=name)
+                                                  family=name, init=False)
+        stage.reset_shared_bases()
         for blk in list(stage)[1:]:
             blk.use_shared_bases(shared, eca_kernel=(1 if out_channels < 96 else 3) if self.with_eca else None)
         return stage

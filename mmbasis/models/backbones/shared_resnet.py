@@ -245,8 +245,9 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
             else:
                 basis_name = f'shared_basis_{name}'
             bases[name] = stage.add_shared_basis(basis_name, ranks['s'], conv.in_channels, k, family=f'conv{k}x{k}',
-                                                 joint_with=first_of_shape.get(shape))
+                                                 joint_with=first_of_shape.get(shape), init=False)
             first_of_shape.setdefault(shape, basis_name)
+        stage.reset_shared_bases()  # orthogonal init, once per group
         for blk in list(stage)[1:]:
             for name, basis in bases.items():
                 conv = getattr(blk, name)

@@ -60,7 +60,7 @@ class SharedBasisStage(Sequential):
         self._basis_groups: List[Tuple[str, Tuple[str, ...]]] = []  # (family, names initialised jointly)
 
     def add_shared_basis(self, name: str, rank: int, in_channels: int, kernel_size: int = 3,
-                         family: str = 'shared', joint_with: Optional[str] = None) -> nn.Parameter:
+                         family: str = 'shared', joint_with: Optional[str] = None, init: bool = True) -> nn.Parameter:
         """Register a shared basis ``(rank, in_channels, k, k)`` as ``self.<name>``.
 
         Args:
@@ -71,6 +71,8 @@ class SharedBasisStage(Sequential):
             family (str): pooling family of the orthogonality regulariser.
             joint_with (str, optional): name of an earlier basis of this stage with the same shape that
                 is initialised (one orthogonal matrix split in parts) and regularised jointly with this one.
+            init (bool): initialise the basis' group now; a builder adding several bases passes False and calls
+                :meth:`reset_shared_bases` once at the end (one orthogonalisation per group, not per basis).
         """
         if not name.startswith('shared_basis'):
             raise ValueError(f"shared basis names must start with 'shared_basis', got {name!r}")
@@ -91,7 +93,8 @@ class SharedBasisStage(Sequential):
                 raise ValueError(f'{name!r} {tuple(weight.shape)} cannot be joint with {joint_with!r} '
                                  f'{tuple(other.shape)}: shapes (apart from the rank) and families must agree')
             self._basis_groups[idx[0]] = (fam, names + (name, ))
-        self.reset_shared_bases(self._basis_groups[-1 if joint_with is None else idx[0]][1])
+        if init:
+            self.reset_shared_bases(self._basis_groups[-1 if joint_with is None else idx[0]][1])
         return weight
 
     def remove_shared_bases(self) -> None:

@@ -1,0 +1,212 @@
+"""Warm start vs. from scratch: decompose trained plain detectors' backbones into shared bases and fine-tune.
+
+    python tools/analysis_tools/warm_start_study.py [--pairs r34:r34-s48u1star r18:r18-s16u1] [--seeds 0 1 2]
+        [--from-epoch 8] [--epochs 8] [--val-interval 2] [--jobs 1] [--threads T]
+        [--study-csv docs/results/sharing_study/runs.csv] [--study-work-root work_dirs/sharing_study]
+        [--out-dir docs/results/warm_start] [--dry-run] [--summary-only] [--readme README.md]
+
+It needs the runs of ``sharing_study.py`` (same ``--study-*`` settings): for each pair ``PLAIN:SHARED`` of grid
+cells and each seed, the plain detector's checkpoint at ``--from-epoch`` (kept by the study) has its backbone
+decomposed into the shared cell's backbone (``mmbasis.apis.decompose_checkpoint``, calibrated on training
+images), and the shared cell's config is fine-tuned for ``--epochs`` from that backbone (neck and heads start
+fresh, as they would from ImageNet weights), validating every ``--val-interval`` epochs. Total training =
+``from_epoch + epochs`` epochs, compared with the same shared detector trained from scratch for that many epochs
+in the study (the study's validation curve gives the iterations each needs to reach a given mAP).
+Results: ``runs.csv`` (a row per run, skipped on restart), ``summary.md`` and ``warm_start.png`` (mAP against
+total training iterations: plain, scratch and warm start; mean over seeds, band = min..max).
+"""
+import argparse
+import importlib.util
+import json
+import os
+import os.path as osp
+import statistics
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Tuple
+
+HERE = osp.dirname(osp.abspath(__file__))
+_spec = importlib.util.spec_from_file_location('mmbasis_sharing_study', osp.join(HERE, 'sharing_study.py'))
+study = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(study)
+
+FIELDS = study.FIELDS + ['source', 'weight_error', 'stage_errors']
+
+
+def decompose(plain_ckpt: str, shared_cell: str, dst: str, images: str, options: List[str]) -> dict:
+    """Decompose the plain detector's backbone into the shared cell's backbone; the conversion's ``meta``."""
+    import mmbasis  # noqa: F401
+    from mmbasis.apis import decompose_checkpoint
+    from mmbasis.utils.cli import read_config
+    cfg = read_config(osp.join(study.REPO, 'configs', study.CELLS[shared_cell].config), study.parse_options(options))
+    backbone = {k: v for k, v in cfg.model.backbone.items() if k != 'init_cfg'}
+    return decompose_checkpoint(plain_ckpt, dst, backbone_cfg=backbone, images=images, num_images=16, img_size=160)
+
+
+def _iters_to_reach(curve: List[list], target: float, offset: int = 0) -> Optional[int]:
+    """First validated total iteration whose mAP reaches ``target`` (``offset`` added), else None."""
+    return next((offset + it for _, it, m in curve if m >= target), None)
+
+
+def summarize(study_rows: List[dict], rows: List[dict], pairs: List[Tuple[str, str]], total_epochs: int,
+              from_epoch: int, iters_per_epoch: int) -> str:
+    lines = ['| backbone | start | training | seeds | bbox mAP | mAP@0.5 | iterations to reach 90 % of the '
+             'scratch mAP | decomposition error (weights / last stage) |', '|---|---|---|---|---|---|---|---|']
+    for plain, shared in pairs:
+        scratch = [r for r in study_rows if r['cell'] == shared and int(r['epochs']) == total_epochs]
+        base = [r for r in study_rows if r['cell'] == plain and int(r['epochs']) == total_epochs]
+        warm = [r for r in rows if r['cell'] == f'{shared}-warm']
+        if not scratch or not warm:
+            continue
+        target = 0.9 * statistics.fmean(float(r['bbox_mAP']) for r in scratch)
+        name = study.CELLS[shared].backbone
+
+        def reach(sel, offset=0):
+            its = [_iters_to_reach(json.loads(r['val_curve']), target, offset) for r in sel]
+            hit = [i for i in its if i is not None]
+            return f'{statistics.fmean(hit):.0f} ({len(hit)}/{len(its)} runs)' if hit else f'not reached (0/{len(its)})'
+
+        def maps(sel, key):
+            return study._mean_std([float(r[key]) for r in sel])
+
+        offset = from_epoch * iters_per_epoch
+        errs = [(float(r['weight_error']), json.loads(r['stage_errors'])[-1]) for r in warm]
+        lines += [
+            f'| {study.CELLS[plain].backbone} (plain) | scratch | {total_epochs} epochs | {len(base)} | '
+            f'{maps(base, "bbox_mAP")} | {maps(base, "bbox_mAP_50")} | {reach(base)} | - |',
+            f'| {name} | scratch | {total_epochs} epochs | {len(scratch)} | {maps(scratch, "bbox_mAP")} | '
+            f'{maps(scratch, "bbox_mAP_50")} | {reach(scratch)} | - |',
+            f'| {name} | decomposed plain (epoch {from_epoch}) | {from_epoch} plain + {total_epochs - from_epoch} '
+            f'epochs | {len(warm)} | {maps(warm, "bbox_mAP")} | {maps(warm, "bbox_mAP_50")} | {reach(warm, offset)} | '
+            f'{statistics.fmean(e[0] for e in errs):.3f} / {statistics.fmean(e[1] for e in errs):.3f} |']
+    return '\n'.join(lines)
+
+
+def _band(curves: List[List[list]], offset: int):
+    by_it: Dict[int, List[float]] = {}
+    for curve in curves:
+        for _, it, m in curve:
+            by_it.setdefault(offset + it, []).append(m)
+    its = sorted(by_it)
+    return its, [statistics.fmean(by_it[i]) for i in its], [min(by_it[i]) for i in its], [max(by_it[i]) for i in its]
+
+
+def plot(study_rows, rows, pairs, total_epochs: int, from_epoch: int, iters_per_epoch: int, path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4), squeeze=False)
+    for ax, (plain, shared) in zip(axes[0], pairs):
+        series = [(study.CELLS[plain].backbone + ' (plain), scratch', 'tab:gray',
+                   [r for r in study_rows if r['cell'] == plain and int(r['epochs']) == total_epochs], 0),
+                  (study.CELLS[shared].backbone + ', scratch', 'tab:red',
+                   [r for r in study_rows if r['cell'] == shared and int(r['epochs']) == total_epochs], 0),
+                  (study.CELLS[shared].backbone + ', warm start', 'tab:blue',
+                   [r for r in rows if r['cell'] == f'{shared}-warm'], from_epoch * iters_per_epoch)]
+        for label, color, sel, offset in series:
+            if not sel:
+                continue
+            its, mean, lo, hi = _band([json.loads(r['val_curve']) for r in sel], offset)
+            ax.plot(its, mean, marker='o', ms=3, color=color, label=f'{label} (n={len(sel)})')
+            ax.fill_between(its, lo, hi, color=color, alpha=0.2, lw=0)
+        ax.axvline(from_epoch * iters_per_epoch, color='k', lw=0.8, ls=':')
+        ax.set_xlabel('total training iterations (plain + fine-tune for the warm start)')
+        ax.set_ylabel('COCO bbox mAP (shapes val)')
+        ax.set_title(f'{study.CELLS[shared].backbone}: decomposed at the dotted line', fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--pairs', nargs='+', default=['r34:r34-s48u1star', 'r18:r18-s16u1'], metavar='PLAIN:SHARED')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--from-epoch', type=int, default=8, help='plain checkpoint epoch to decompose (default 8)')
+    parser.add_argument('--epochs', type=int, default=8, help='fine-tuning epochs (default 8)')
+    parser.add_argument('--val-interval', type=int, default=2)
+    parser.add_argument('--jobs', type=int, default=1)
+    parser.add_argument('--threads', type=int)
+    parser.add_argument('--study-csv', default=osp.join('docs', 'results', 'sharing_study', 'runs.csv'))
+    parser.add_argument('--study-work-root', default=osp.join('work_dirs', 'sharing_study'))
+    parser.add_argument('--work-root', default=osp.join('work_dirs', 'warm_start'))
+    parser.add_argument('--out-dir', default=osp.join('docs', 'results', 'warm_start'))
+    parser.add_argument('--images', default=osp.join(study.REPO, 'data', 'shapes', 'train', 'images'),
+                        help='calibration images of the decomposition (default: the shapes training images)')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
+    parser.add_argument('--dry-run', action='store_true')
+    parser.add_argument('--summary-only', action='store_true')
+    parser.add_argument('--readme', help='write the summary into this file between <!-- warm-start:start/end -->')
+    args = parser.parse_args(argv)
+    pairs = []
+    for p in args.pairs:
+        plain, _, shared = p.partition(':')
+        if plain not in study.CELLS or shared not in study.CELLS or not study.CELLS[shared].regularizer:
+            parser.error(f'--pairs {p!r}: give PLAIN:SHARED grid cells of sharing_study.py, the shared one with the '
+                         f'regulariser; cells: {", ".join(study.CELLS)}')
+        pairs.append((plain, shared))
+    args.pairs = pairs
+    for name in ('from_epoch', 'epochs', 'val_interval', 'jobs'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be >= 1')
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    total = args.from_epoch + args.epochs
+    csv_path = osp.join(args.out_dir, 'runs.csv')
+    options = json.dumps(args.cfg_options)
+    done = {(r['cell'], r['seed']) for r in study.read_rows(csv_path) if r['options'] == options}
+    runs = [(p, s) for p in args.pairs for s in args.seeds]
+    pending = [(p, s) for p, s in runs if (f'{p[1]}-warm', str(s)) not in done]
+    print(f'warm-start study: {len(runs)} runs, {len(runs) - len(pending)} done, {len(pending)} to run')
+    for (plain, shared), seed in runs:
+        src = osp.join(args.study_work_root, f'{plain}_seed{seed}_{total}e', f'epoch_{args.from_epoch}.pth')
+        state = 'pending' if ((plain, shared), seed) in pending else 'done'
+        print(f'  {plain} -> {shared} seed {seed}: {src} [{state}{"" if osp.isfile(src) else ", source missing"}]')
+    if args.dry_run:
+        return 0
+    if not args.summary_only and pending:
+        os.makedirs(args.out_dir, exist_ok=True)
+        threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+
+        def one(run):
+            (plain, shared), seed = run
+            src = osp.join(args.study_work_root, f'{plain}_seed{seed}_{total}e', f'epoch_{args.from_epoch}.pth')
+            work = osp.join(args.work_root, f'{shared}-warm_seed{seed}')
+            dst = osp.join(work, 'decomposed_backbone.pth')
+            meta = decompose(src, shared, dst, args.images, args.cfg_options)
+            spec = dict(cell=shared, seed=seed, epochs=args.epochs, val_interval=args.val_interval, work_dir=work,
+                        cfg_options=args.cfg_options, sv_every=20, jobs=args.jobs, init_checkpoint=osp.abspath(dst))
+            row = study.launch(spec, threads, osp.join(work, 'study_run.log'))
+            row.update(cell=f'{shared}-warm', epochs=args.epochs, source=src,
+                       weight_error=meta['report']['overall']['weight_error'],
+                       stage_errors=json.dumps([s['output_error'] for s in meta['report']['stages']]))
+            study.append_row(csv_path, row, FIELDS)
+            print(f'  done: {shared} warm seed {seed}: bbox_mAP {float(row["bbox_mAP"]):.3f}', flush=True)
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(one, pending))
+    study_rows = study.read_rows(args.study_csv)
+    rows = [r for r in study.read_rows(csv_path) if r['options'] == options]
+    if not rows:
+        print('no finished warm-start runs yet')
+        return 0
+    iters_per_epoch = int(rows[0]['iters']) // args.epochs
+    table = summarize(study_rows, rows, args.pairs, total, args.from_epoch, iters_per_epoch)
+    print(table)
+    with open(osp.join(args.out_dir, 'summary.md'), 'w', encoding='utf-8') as f:
+        f.write(table + '\n')
+    plot(study_rows, rows, args.pairs, total, args.from_epoch, iters_per_epoch,
+         osp.join(args.out_dir, 'warm_start.png'))
+    if args.readme:
+        study.update_readme(args.readme, table, 'python tools/analysis_tools/warm_start_study.py '
+                            + ' '.join(argv if argv is not None else sys.argv[1:]), marker='warm-start')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

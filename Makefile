@@ -1,13 +1,17 @@
-# The two commands of the README. Both create/refresh the project-local .venv first (tools/bootstrap.sh),
-# which installs nothing when the environment is already complete.
+# The two commands of the README (`make demo`, `make test`). Both create or refresh the project-local .venv first
+# (tools/bootstrap.sh), which installs nothing when the environment is already complete.
 PY := .venv/bin/python
 
-.PHONY: env demo test
+.PHONY: env demo lint test
 env:
 	@bash tools/bootstrap.sh
 
 demo: env
 	@$(PY) tools/demo.py
 
-test: env
+# lint and format checks (ruff.toml), then the whole test suite; CI runs exactly `make test` (.ci/run)
+lint: env
+	@$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+test: lint
 	@$(PY) -m pytest tests

@@ -5,6 +5,7 @@ OpenMMLab packages use), so an installed mmbasis can locate its own configs with
 :func:`mmbasis.utils.get_config_path`. In a source checkout (editable install) they are read from
 the repository's top-level ``configs/`` and ``tools/`` directly.
 """
+
 import os
 import os.path as osp
 import shutil
@@ -36,13 +37,9 @@ def add_mim_extension() -> None:
 
 
 def read_requirements(path: str) -> list:
-    reqs = []
     with open(osp.join(HERE, path), encoding='utf-8') as f:
-        for line in f:
-            line = line.split('#', 1)[0].strip()
-            if line:
-                reqs.append(line)
-    return reqs
+        lines = [line.split('#', 1)[0].strip() for line in f]
+    return [line for line in lines if line]
 
 
 if __name__ == '__main__':
@@ -54,10 +51,11 @@ if __name__ == '__main__':
         long_description=open(osp.join(HERE, 'README.md'), encoding='utf-8').read(),
         long_description_content_type='text/markdown',
         license='Apache-2.0',
-        python_requires='>=3.8',
+        python_requires='>=3.9',
         packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
         include_package_data=True,
         package_data={'mmbasis': ['.mim/configs/**/*.py', '.mim/tools/**/*', '.mim/tools/*']},
+        # ranges, not pins (see requirements/runtime.txt); mmcv as mmdet 3.3 asserts it at import
         install_requires=read_requirements('requirements/runtime.txt') + ['torch>=2.0', 'mmcv>=2.0.0rc4,<2.2.0'],
         extras_require={'tests': read_requirements('requirements/tests.txt')},
         zip_safe=False,

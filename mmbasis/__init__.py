@@ -4,6 +4,7 @@ Importing the package registers every mmbasis module in mmdet's registries (``MO
 ``DATASETS``) and installs the checkpoint allowlist that lets torch >= 2.6 resume mmengine checkpoints
 with ``weights_only=True`` (see :mod:`mmbasis.utils.checkpoint_compat`).
 """
+
 from .utils import install_checkpoint_allowlist
 from .version import __version__
 

@@ -5,6 +5,7 @@ config that builds it, the official constructor whose checkpoints load into it, 
 code gives (backbone only: stem, every BN and, for MobileNetV2, the 1280-channel conv; no classifier;
 each shared tensor counted once). Sources and derivations: ``docs/paper_notes.md``.
 """
+
 import copy
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
@@ -32,6 +33,7 @@ class PaperModel:
         weight_decay: the official ImageNet recipe's weight decay (SGD, applied to every parameter
             including the shared bases).
     """
+
     name: str
     backbone: dict
     official_class: str
@@ -58,10 +60,21 @@ def _r34(s: int, star: bool, top1_err: Optional[float] = None, wd: Optional[floa
         name=f'ResNet34-S{s}U1{"*" if star else ""}',
         backbone=dict(_R34, shared_rank=s, unique_rank=1, basis_sharing='conv' if star else 'stage'),
         official_class=f'ResNet34_{"Double" if star else "Single"}Shared({s}, 1)',
-        params={(48, True): 11_273_968, (32, True): 9_249_776, (16, True): 7_225_584, (48, False): 8_923_888,
-                (32, False): 7_683_056, (16, False): 6_442_224}[(s, star)],
-        shared_params=shared, bases_per_family={'conv3x3': 4 * bases}, stage3_uses=5 if star else 10,
-        plain=_PLAIN_R34, top1_err=top1_err, weight_decay=wd)
+        params={
+            (48, True): 11_273_968,
+            (32, True): 9_249_776,
+            (16, True): 7_225_584,
+            (48, False): 8_923_888,
+            (32, False): 7_683_056,
+            (16, False): 6_442_224,
+        }[(s, star)],
+        shared_params=shared,
+        bases_per_family={'conv3x3': 4 * bases},
+        stage3_uses=5 if star else 10,
+        plain=_PLAIN_R34,
+        top1_err=top1_err,
+        weight_decay=wd,
+    )
 
 
 _MODELS = (
@@ -71,28 +84,80 @@ _MODELS = (
     _r34(48, False),
     _r34(32, False),
     _r34(16, False),
-    PaperModel('ResNet50-Shared', dict(type='SharedBasisResNet', depth=50, shared_convs=('conv2', )),
-               'ResNet50_SharedSingle()', 18_457_664, 3_133_440, {'conv3x3': 4}, 5, dict(type='ResNet', depth=50),
-               top1_err=23.64, weight_decay=4e-5,
-               notes=('weight decay 4e-5 per the official README at HEAD; an earlier README said 1e-4', )),
-    PaperModel('ResNet50-Shared++',
-               dict(type='SharedBasisResNet', depth=50, shared_convs=('conv2', 'conv3'), basis_sharing='conv'),
-               'ResNet50_Shared()', 16_213_056, 4_526_080, {'conv3x3': 4, 'conv1x1': 4}, 5,
-               dict(type='ResNet', depth=50), top1_err=23.95, weight_decay=1e-4),
-    PaperModel('ResNet101-Shared', dict(type='SharedBasisResNet', depth=101, shared_convs=('conv2', )),
-               'ResNet101_SharedSingle()', 27_422_784, 3_133_440, {'conv3x3': 4}, 22, dict(type='ResNet', depth=101),
-               top1_err=22.31, weight_decay=1e-4),
-    PaperModel('MobileNetV2-Shared', dict(_MBV2, shared_convs=('expand_conv', )), 'MobileNetV2_Shared()',
-               1_962_080, 239_616, {'expand_conv': 4}, 2, _PLAIN_MBV2, top1_err=27.61, weight_decay=1e-5),
-    PaperModel('MobileNetV2-Shared++', dict(_MBV2, shared_convs=('expand_conv', 'linear_conv')),
-               'MobileNetV2_SharedDouble() built with BlockSharedDouble (code before March 2021, no ECA)',
-               1_697_888, 479_232, {'expand_conv': 4, 'linear_conv': 4}, 2, _PLAIN_MBV2, top1_err=28.21,
-               weight_decay=1e-5,
-               notes=('the published result predates the ECA module the official code added in March 2021', )),
-    PaperModel('MobileNetV2-Shared++-ECA', dict(_MBV2, shared_convs=('expand_conv', 'linear_conv'), with_eca=True),
-               'MobileNetV2_SharedDouble() at HEAD (BlockSharedDoubleAttention, ECA)', 1_697_905, 479_232,
-               {'expand_conv': 4, 'linear_conv': 4}, 2, _PLAIN_MBV2, weight_decay=1e-5,
-               notes=('loads checkpoints of the official code at HEAD (17 ECA parameters)', )),
+    PaperModel(
+        'ResNet50-Shared',
+        dict(type='SharedBasisResNet', depth=50, shared_convs=('conv2',)),
+        'ResNet50_SharedSingle()',
+        18_457_664,
+        3_133_440,
+        {'conv3x3': 4},
+        5,
+        dict(type='ResNet', depth=50),
+        top1_err=23.64,
+        weight_decay=4e-5,
+        notes=('weight decay 4e-5 per the official README at HEAD; an earlier README said 1e-4',),
+    ),
+    PaperModel(
+        'ResNet50-Shared++',
+        dict(type='SharedBasisResNet', depth=50, shared_convs=('conv2', 'conv3'), basis_sharing='conv'),
+        'ResNet50_Shared()',
+        16_213_056,
+        4_526_080,
+        {'conv3x3': 4, 'conv1x1': 4},
+        5,
+        dict(type='ResNet', depth=50),
+        top1_err=23.95,
+        weight_decay=1e-4,
+    ),
+    PaperModel(
+        'ResNet101-Shared',
+        dict(type='SharedBasisResNet', depth=101, shared_convs=('conv2',)),
+        'ResNet101_SharedSingle()',
+        27_422_784,
+        3_133_440,
+        {'conv3x3': 4},
+        22,
+        dict(type='ResNet', depth=101),
+        top1_err=22.31,
+        weight_decay=1e-4,
+    ),
+    PaperModel(
+        'MobileNetV2-Shared',
+        dict(_MBV2, shared_convs=('expand_conv',)),
+        'MobileNetV2_Shared()',
+        1_962_080,
+        239_616,
+        {'expand_conv': 4},
+        2,
+        _PLAIN_MBV2,
+        top1_err=27.61,
+        weight_decay=1e-5,
+    ),
+    PaperModel(
+        'MobileNetV2-Shared++',
+        dict(_MBV2, shared_convs=('expand_conv', 'linear_conv')),
+        'MobileNetV2_SharedDouble() built with BlockSharedDouble (code before March 2021, no ECA)',
+        1_697_888,
+        479_232,
+        {'expand_conv': 4, 'linear_conv': 4},
+        2,
+        _PLAIN_MBV2,
+        top1_err=28.21,
+        weight_decay=1e-5,
+        notes=('the published result predates the ECA module the official code added in March 2021',),
+    ),
+    PaperModel(
+        'MobileNetV2-Shared++-ECA',
+        dict(_MBV2, shared_convs=('expand_conv', 'linear_conv'), with_eca=True),
+        'MobileNetV2_SharedDouble() at HEAD (BlockSharedDoubleAttention, ECA)',
+        1_697_905,
+        479_232,
+        {'expand_conv': 4, 'linear_conv': 4},
+        2,
+        _PLAIN_MBV2,
+        weight_decay=1e-5,
+        notes=('loads checkpoints of the official code at HEAD (17 ECA parameters)',),
+    ),
 )
 
 PAPER_MODELS: Dict[str, PaperModel] = {m.name: m for m in _MODELS}
@@ -118,8 +183,16 @@ def paper_backbone_cfg(name: str) -> dict:
 
 
 #: Arguments of mmbasis' backbones that a plain counterpart does not take.
-_SHARING_ARGS = ('shared_rank', 'unique_rank', 'rank_multipliers', 'basis_sharing', 'shared_convs', 'deploy',
-                 'shared_stages', 'with_eca')
+_SHARING_ARGS = (
+    'shared_rank',
+    'unique_rank',
+    'rank_multipliers',
+    'basis_sharing',
+    'shared_convs',
+    'deploy',
+    'shared_stages',
+    'with_eca',
+)
 
 
 def plain_counterpart(backbone: dict) -> dict:

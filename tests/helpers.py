@@ -1,4 +1,5 @@
 """Helpers shared by the tests."""
+
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -27,6 +28,7 @@ def num_params(model: torch.nn.Module) -> int:
 def sha256(path: str) -> str:
     """Hex digest of a file (to show that a tool left its input untouched)."""
     import hashlib
+
     with open(path, 'rb') as f:
         return hashlib.sha256(f.read()).hexdigest()
 
@@ -34,6 +36,7 @@ def sha256(path: str) -> str:
 def free_port() -> str:
     """A free TCP port on the loopback interface (for torchrun)."""
     import socket
+
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return str(s.getsockname()[1])
@@ -43,6 +46,7 @@ def load_tool(relpath: str):
     """Import a script under tools/ as a module (to call its functions or ``main(argv)`` in-process)."""
     import importlib.util
     from pathlib import Path
+
     path = Path(__file__).resolve().parents[1] / relpath
     spec = importlib.util.spec_from_file_location('mmbasis_tool_' + path.stem, path)
     module = importlib.util.module_from_spec(spec)

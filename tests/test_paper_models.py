@@ -1,4 +1,5 @@
 """The paper's model table: every name builds the official model (parameter counts of the official code)."""
+
 import pytest
 import torch
 from mmdet.registry import MODELS
@@ -9,9 +10,19 @@ from mmbasis.paper_models import PAPER_MODEL_NAMES, PAPER_MODELS, paper_backbone
 from tests.helpers import num_params
 
 # The names the issue and the paper use; every one must be in the table.
-PAPER_NAMES = ['ResNet34-S48U1*', 'ResNet34-S32U1*', 'ResNet34-S16U1*', 'ResNet34-S48U1', 'ResNet34-S32U1',
-               'ResNet34-S16U1', 'ResNet50-Shared', 'ResNet50-Shared++', 'ResNet101-Shared', 'MobileNetV2-Shared',
-               'MobileNetV2-Shared++']
+PAPER_NAMES = [
+    'ResNet34-S48U1*',
+    'ResNet34-S32U1*',
+    'ResNet34-S16U1*',
+    'ResNet34-S48U1',
+    'ResNet34-S32U1',
+    'ResNet34-S16U1',
+    'ResNet50-Shared',
+    'ResNet50-Shared++',
+    'ResNet101-Shared',
+    'MobileNetV2-Shared',
+    'MobileNetV2-Shared++',
+]
 
 
 def test_every_paper_name_is_known():

@@ -1,4 +1,5 @@
 """A tiny mmengine model with a shared-basis backbone, for hook tests without a detector."""
+
 import torch
 from mmengine.model import BaseModel
 
@@ -10,8 +11,9 @@ class ToyDetector(BaseModel):
 
     def __init__(self, norm_eval: bool = True, **backbone):
         super().__init__()
-        cfg = dict(depth=18, shared_rank=2, unique_rank=1, base_channels=8, norm_eval=norm_eval,
-                   zero_init_residual=False)
+        cfg = dict(
+            depth=18, shared_rank=2, unique_rank=1, base_channels=8, norm_eval=norm_eval, zero_init_residual=False
+        )
         cfg.update(backbone)
         self.backbone = SharedBasisResNet(**cfg)
 

@@ -25,8 +25,8 @@ MMCV_VERSION="2.1.0"
 die() { echo "bootstrap: $*" >&2; exit 1; }
 
 command -v "$PYTHON" >/dev/null 2>&1 || die "no Python interpreter '$PYTHON' on PATH (set PYTHON=/path/to/python3.11)"
-"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)' \
-    || die "'$PYTHON' is $("$PYTHON" -V 2>&1); Python >= 3.8 is required (3.11 is the verified version)"
+"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' \
+    || die "'$PYTHON' is $("$PYTHON" -V 2>&1); Python >= 3.9 is required (3.11 is the verified version)"
 
 env_hash() {
     { cat "$ROOT/tools/bootstrap.sh" "$ROOT"/requirements/*.txt; "$PYTHON" -V 2>&1; } | sha256sum | cut -c1-16
@@ -114,8 +114,8 @@ else
 fi
 
 step "install mmcv from $(basename "$WHEEL")" "${PIP[@]}" install --no-deps "$WHEEL"
-step "install mmengine, mmdet and the rest (requirements/runtime.txt, requirements/tests.txt)" \
-    "${PIP[@]}" install -r requirements/runtime.txt -r requirements/tests.txt
+step "install mmengine, mmdet and the rest (requirements/runtime.txt, tests.txt, pinned by constraints.txt)" \
+    "${PIP[@]}" install -r requirements/runtime.txt -r requirements/tests.txt -c requirements/constraints.txt
 step "install mmbasis in editable mode" "${PIP[@]}" install --no-deps --no-build-isolation -e .
 # Checks the stack, not mmbasis' own code: a bug in mmbasis must not make a good environment look broken.
 step "check the installed stack (pip check, mmcv ops, mmdet, mmbasis on the path)" bash -c \

@@ -11,6 +11,7 @@ machine gives the same numbers; ``--cfg-options randomness.seed=N`` runs another
 training and the COCO evaluation finished; otherwise a one-line reason (and where the log is) on stderr, exit
 code 1 (2 for a bad command line).
 """
+
 import argparse
 import os.path as osp
 import sys
@@ -40,6 +41,7 @@ GRID_IMAGES = 6
 
 class _KeepMetrics(Hook):
     """Remembers the last validation metrics and the regulariser loss of every iteration."""
+
     priority = 'VERY_LOW'
 
     def __init__(self) -> None:
@@ -100,15 +102,16 @@ def prediction_grid(runner: Runner, cfg: Config, path: str, score_thr: float = 0
         img_path = dataset.get_data_info(i)['img_path']
         result = inference_detector(model, img_path)
         image = mmcv.imread(img_path, channel_order='rgb')
-        visualizer.add_datasample(f'val_{i}', image, data_sample=result, draw_gt=False, show=False,
-                                  pred_score_thr=score_thr)
+        visualizer.add_datasample(
+            f'val_{i}', image, data_sample=result, draw_gt=False, show=False, pred_score_thr=score_thr
+        )
         tiles.append(mmcv.imrescale(visualizer.get_image(), 2.0))
     if not tiles:
         return None
     h, w = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
     tiles = [np.pad(t, ((0, h - t.shape[0]), (0, w - t.shape[1]), (0, 0)), constant_values=255) for t in tiles]
     tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % 3)
-    rows = [np.concatenate(tiles[r:r + 3], axis=1) for r in range(0, len(tiles), 3)]
+    rows = [np.concatenate(tiles[r : r + 3], axis=1) for r in range(0, len(tiles), 3)]
     mmcv.imwrite(mmcv.rgb2bgr(np.concatenate(rows, axis=0)), path, auto_mkdir=True)
     return path
 
@@ -122,8 +125,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', default=None, help=f'config (default: configs/{DEFAULT_CONFIG})')
     parser.add_argument('--work-dir', default='work_dirs/demo', help='logs and checkpoints (default work_dirs/demo)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='config overrides, key=value (e.g. train_cfg.max_epochs=2)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='config overrides, key=value (e.g. train_cfg.max_epochs=2)'
+    )
     return parser.parse_args(argv)
 
 
@@ -158,8 +162,11 @@ def main(argv=None) -> int:
 
     if MAIN_METRIC not in keep.metrics:
         got = ', '.join(sorted(keep.metrics)) or 'no evaluation'
-        return _fail(f'training finished but no {MAIN_METRIC} was computed (got: {got}); the last epoch must run '
-                     'the CocoMetric validation: check train_cfg.val_interval and val_evaluator', log_file)
+        return _fail(
+            f'training finished but no {MAIN_METRIC} was computed (got: {got}); the last epoch must run '
+            'the CocoMetric validation: check train_cfg.val_interval and val_evaluator',
+            log_file,
+        )
     ckpt = _last_checkpoint(cfg.work_dir)
     grid = prediction_grid(runner, cfg, osp.join(cfg.work_dir, 'predictions.png'))
 

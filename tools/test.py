@@ -1,8 +1,9 @@
 """Test (evaluate) a checkpoint (mmdet 3.3's tools/test.py flags; imports mmbasis first).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show] [--show-dir DIR]
-                                           [--wait-time S] [--tta] [--cfg-options k=v ...] [--launcher ...]
+python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show] [--show-dir DIR]
+                                       [--wait-time S] [--tta] [--cfg-options k=v ...] [--launcher ...]
 """
+
 import argparse
 import os.path as osp
 from copy import deepcopy
@@ -36,8 +37,7 @@ def enable_flip_tta(cfg: Config) -> Config:
     """Wrap the model in ``DetTTAModel`` with a flip ``TestTimeAug`` pipeline unless the config has its own."""
     if 'tta_model' not in cfg:
         print_log('no tta_model in the config: using DetTTAModel with NMS 0.5, 100 boxes', logger='current')
-        cfg.tta_model = dict(type='DetTTAModel',
-                             tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+        cfg.tta_model = dict(type='DetTTAModel', tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
     if 'tta_pipeline' not in cfg:
         print_log('no tta_pipeline in the config: flipping the test pipeline', logger='current')
         dataset = cfg.test_dataloader.dataset
@@ -46,10 +46,24 @@ def enable_flip_tta(cfg: Config) -> Config:
         pipeline = deepcopy(dataset.pipeline)
         pipeline[-1] = dict(
             type='TestTimeAug',
-            transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
-                        [dict(type='PackDetInputs',
-                              meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
-                                         'flip_direction'))]])
+            transforms=[
+                [dict(type='RandomFlip', prob=1.0), dict(type='RandomFlip', prob=0.0)],
+                [
+                    dict(
+                        type='PackDetInputs',
+                        meta_keys=(
+                            'img_id',
+                            'img_path',
+                            'ori_shape',
+                            'img_shape',
+                            'scale_factor',
+                            'flip',
+                            'flip_direction',
+                        ),
+                    )
+                ],
+            ],
+        )
         cfg.tta_pipeline = pipeline
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
@@ -67,8 +81,10 @@ def main(argv=None) -> None:
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         if 'visualization' not in cfg.get('default_hooks', {}):
-            raise SystemExit('error: --show/--show-dir need a visualization hook in the config: '
-                             "default_hooks.visualization=dict(type='DetVisualizationHook')")
+            raise SystemExit(
+                'error: --show/--show-dir need a visualization hook in the config: '
+                "default_hooks.visualization=dict(type='DetVisualizationHook')"
+            )
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
         cfg = enable_flip_tta(cfg)

@@ -7,6 +7,7 @@
 Full training checkpoints load with ``weights_only=True`` on torch >= 2.6 thanks to the allowlist that
 ``import mmbasis`` installs (mmbasis/utils/checkpoint_compat.py).
 """
+
 import argparse
 
 from mmdet.registry import RUNNERS
@@ -23,11 +24,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision (needs a GPU)')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the lr by (total batch size / auto_scale_lr.base_batch_size)')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
-        help='resume from CKPT, or from the latest checkpoint in the work dir when no path is given')
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lr by (total batch size / auto_scale_lr.base_batch_size)',
+    )
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CKPT, or from the latest checkpoint in the work dir when no path is given',
+    )
     add_common_args(parser)
     return parser.parse_args(argv)
 

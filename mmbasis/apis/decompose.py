@@ -36,6 +36,7 @@ the error of ``M_j`` (the effective conv+BN), and every reported weight error is
 Stem, first blocks and shortcuts are copied. The approximation is reported per layer (weights) and per stage
 (outputs on the calibration batch: cumulative from the image, and of the stage alone on the plain stage input).
 """
+
 import copy
 import glob
 import os.path as osp
@@ -63,8 +64,14 @@ from ..utils.checkpoint_io import (
 from ..utils.misc import brief
 
 __all__ = [
-    'PLAIN_LAYOUTS', 'extract_plain_backbone', 'load_plain_checkpoint', 'target_backbone_cfg', 'calibration_batch',
-    'decompose_resnet', 'decompose_checkpoint', 'format_report'
+    'PLAIN_LAYOUTS',
+    'extract_plain_backbone',
+    'load_plain_checkpoint',
+    'target_backbone_cfg',
+    'calibration_batch',
+    'decompose_resnet',
+    'decompose_checkpoint',
+    'format_report',
 ]
 
 #: Checkpoint layouts :func:`extract_plain_backbone` recognises (name -> how it is recognised).
@@ -72,12 +79,21 @@ PLAIN_LAYOUTS: Dict[str, str] = {
     'mmdet-detector': "mmdet detector: 'backbone.*' keys plus neck/head keys (e.g. 'neck.*', 'rpn_head.*')",
     'mm-classifier': "mmpretrain/mmcls classifier: 'backbone.*' keys plus 'head.*' keys",
     'mm-backbone': "mmdet/mmpretrain backbone: ResNet keys ('conv1.weight', 'layer1.0.conv1.weight', ...) with "
-                   "no prefix, or all under 'backbone.'",
+    "no prefix, or all under 'backbone.'",
     'torchvision': "torchvision ResNet: ResNet keys with no prefix plus the classifier 'fc.weight'/'fc.bias'",
 }
 _RESNET_KEY = 'layer1.0.conv1.weight'
-_SHARED_ONLY = ('type', 'shared_rank', 'unique_rank', 'rank_multipliers', 'basis_sharing', 'shared_convs', 'deploy',
-                'init_cfg', 'pretrained')
+_SHARED_ONLY = (
+    'type',
+    'shared_rank',
+    'unique_rank',
+    'rank_multipliers',
+    'basis_sharing',
+    'shared_convs',
+    'deploy',
+    'init_cfg',
+    'pretrained',
+)
 _IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 _IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, mmdet/torchvision normalisation
 _IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -103,26 +119,36 @@ def extract_plain_backbone(state_dict: Mapping[str, Tensor]) -> Tuple['OrderedDi
         CheckpointFormatError: no ResNet backbone in a known layout; the message lists what was found.
     """
     if not isinstance(state_dict, Mapping) or not state_dict:
-        raise CheckpointFormatError(f'expected a non-empty state dict, found {type(state_dict).__name__} '
-                                    f'{"(empty)" if isinstance(state_dict, Mapping) else ""}; accepted: {_accepted()}')
+        raise CheckpointFormatError(
+            f'expected a non-empty state dict, found {type(state_dict).__name__} '
+            f'{"(empty)" if isinstance(state_dict, Mapping) else ""}; accepted: {_accepted()}'
+        )
     sd = strip_module_prefix(state_dict)
     tops = sorted({k.split('.', 1)[0] for k in sd})
     if 'backbone' in tops:
         others = [t for t in tops if t not in ('backbone', 'data_preprocessor')]
-        layout = 'mm-backbone' if not others else 'mm-classifier' if set(others) <= {'head', 'neck'} and \
-            'head' in others else 'mmdet-detector'
-        backbone = OrderedDict((k[len('backbone.'):], v) for k, v in sd.items() if k.startswith('backbone.'))
+        layout = (
+            'mm-backbone'
+            if not others
+            else 'mm-classifier'
+            if set(others) <= {'head', 'neck'} and 'head' in others
+            else 'mmdet-detector'
+        )
+        backbone = OrderedDict((k[len('backbone.') :], v) for k, v in sd.items() if k.startswith('backbone.'))
         if _RESNET_KEY not in backbone:
             raise CheckpointFormatError(
                 f"the 'backbone.' keys are not a ResNet (no 'backbone.{_RESNET_KEY}'); found backbone keys "
-                f'{brief(backbone)}')
+                f'{brief(backbone)}'
+            )
         return backbone, layout
     if _RESNET_KEY in sd:
         if 'fc.weight' in sd:
             return OrderedDict((k, v) for k, v in sd.items() if not k.startswith('fc.')), 'torchvision'
         return sd, 'mm-backbone'
-    raise CheckpointFormatError(f'no plain ResNet backbone found: the keys are {brief(sd)} (top-level names '
-                                f'{brief(tops)}); accepted layouts: {_accepted()}')
+    raise CheckpointFormatError(
+        f'no plain ResNet backbone found: the keys are {brief(sd)} (top-level names '
+        f'{brief(tops)}); accepted layouts: {_accepted()}'
+    )
 
 
 def load_plain_checkpoint(path: str) -> Tuple['OrderedDict[str, Tensor]', str]:
@@ -152,9 +178,13 @@ def _resnet_arch(sd: Mapping[str, Tensor]) -> Tuple[str, Tuple[int, ...]]:
 
 def _arch_name(block: str, counts: Sequence[int]) -> str:
     from mmdet.models.backbones import ResNet
+
     depth = [d for d, (b, c) in ResNet.arch_settings.items() if b.__name__ == block and tuple(c) == tuple(counts)]
-    return f'ResNet-{depth[0]} ({block}, blocks per stage {tuple(counts)})' if depth else \
-        f'a ResNet with {block}s, blocks per stage {tuple(counts)}'
+    return (
+        f'ResNet-{depth[0]} ({block}, blocks per stage {tuple(counts)})'
+        if depth
+        else f'a ResNet with {block}s, blocks per stage {tuple(counts)}'
+    )
 
 
 def _match_plain(sd: Mapping[str, Tensor], plain: nn.Module) -> Tuple['OrderedDict[str, Tensor]', List[str]]:
@@ -165,24 +195,43 @@ def _match_plain(sd: Mapping[str, Tensor], plain: nn.Module) -> Tuple['OrderedDi
     """
     block, counts = _resnet_arch(sd)
     want = (plain.block.__name__, tuple(plain.stage_blocks))
-    if (block, counts[:len(want[1])]) != want:
-        raise CheckpointFormatError(f'the plain checkpoint is {_arch_name(block, counts)}, but the target needs '
-                                    f'{_arch_name(*want)}: choose a target of the depth of the checkpoint (or a '
-                                    'checkpoint of the depth of the target)')
+    if (block, counts[: len(want[1])]) != want:
+        raise CheckpointFormatError(
+            f'the plain checkpoint is {_arch_name(block, counts)}, but the target needs '
+            f'{_arch_name(*want)}: choose a target of the depth of the checkpoint (or a '
+            'checkpoint of the depth of the target)'
+        )
     expected = plain.state_dict()
-    dropped = [k for k in sd if k not in expected and re.match(r'layer(\d+)\.', k) and
-               int(re.match(r'layer(\d+)\.', k)[1]) > len(want[1])]
+    dropped = [
+        k
+        for k in sd
+        if k not in expected and re.match(r'layer(\d+)\.', k) and int(re.match(r'layer(\d+)\.', k)[1]) > len(want[1])
+    ]
     unexpected = [k for k in sd if k not in expected and k not in dropped]
     missing = [k for k in expected if k not in sd and not k.endswith('num_batches_tracked')]
-    mismatched = [f'{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
-                  if k in sd and sd[k].shape != v.shape]
-    problems = [f'{what}: {brief(keys)}' for what, keys in (('unexpected keys', unexpected), (
-        'missing keys', missing), ('shape mismatches (checkpoint vs target)', mismatched)) if keys]
+    mismatched = [
+        f'{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}'
+        for k, v in expected.items()
+        if k in sd and sd[k].shape != v.shape
+    ]
+    problems = [
+        f'{what}: {brief(keys)}'
+        for what, keys in (
+            ('unexpected keys', unexpected),
+            ('missing keys', missing),
+            ('shape mismatches (checkpoint vs target)', mismatched),
+        )
+        if keys
+    ]
     if problems:
-        hint = ' It is already a shared-basis checkpoint.' if any('basis' in k for k in unexpected) else \
-            ' Check base_channels/stem_channels/deep_stem/avg_down of the target against the checkpoint.'
-        raise CheckpointFormatError('the backbone weights are not a plain ResNet matching the target: '
-                                    + '; '.join(problems) + '.' + hint)
+        hint = (
+            ' It is already a shared-basis checkpoint.'
+            if any('basis' in k for k in unexpected)
+            else ' Check base_channels/stem_channels/deep_stem/avg_down of the target against the checkpoint.'
+        )
+        raise CheckpointFormatError(
+            'the backbone weights are not a plain ResNet matching the target: ' + '; '.join(problems) + '.' + hint
+        )
     out = OrderedDict()
     for k, v in expected.items():
         out[k] = sd[k] if k in sd else torch.zeros_like(v)
@@ -204,19 +253,25 @@ def target_backbone_cfg(arch: Optional[str] = None, backbone_cfg: Optional[Mappi
     if arch is not None:
         resnets = [n for n, m in PAPER_MODELS.items() if m.backbone.get('type') == 'SharedBasisResNet']
         if arch not in resnets:
-            raise ValueError(f'arch={arch!r} is not allowed: choose a paper ResNet model, one of {", ".join(resnets)} '
-                             '(or give a SharedBasisResNet config)')
+            raise ValueError(
+                f'arch={arch!r} is not allowed: choose a paper ResNet model, one of {", ".join(resnets)} '
+                '(or give a SharedBasisResNet config)'
+            )
         return paper_backbone_cfg(arch)
     if not isinstance(backbone_cfg, Mapping) or 'type' not in backbone_cfg:
         raise ValueError(f"backbone_cfg={backbone_cfg!r} is not allowed: give a dict with type='SharedBasisResNet'")
     cfg = _plain_types(backbone_cfg)
     btype = str(cfg['type'])  # a class was turned into its name
     if btype.rsplit('.', maxsplit=1)[-1] != 'SharedBasisResNet':
-        raise ValueError(f'the target backbone type {btype!r} is not allowed: only SharedBasisResNet backbones can '
-                         "be the target (e.g. dict(type='SharedBasisResNet', depth=18, shared_rank=16, unique_rank=1))")
+        raise ValueError(
+            f'the target backbone type {btype!r} is not allowed: only SharedBasisResNet backbones can '
+            "be the target (e.g. dict(type='SharedBasisResNet', depth=18, shared_rank=16, unique_rank=1))"
+        )
     if cfg.get('deploy'):
-        raise ValueError('deploy=True is not allowed for the target: decompose into the training form, then use '
-                         'tools/model_converters/switch_to_deploy.py')
+        raise ValueError(
+            'deploy=True is not allowed for the target: decompose into the training form, then use '
+            'tools/model_converters/switch_to_deploy.py'
+        )
     for key in ('init_cfg', 'pretrained'):
         cfg.pop(key, None)
     cfg['type'] = 'SharedBasisResNet'
@@ -236,23 +291,31 @@ def _plain_types(obj):
 
 def _build_target(cfg: dict) -> SharedBasisResNet:
     from mmdet.registry import MODELS
+
     try:
         model = MODELS.build(copy.deepcopy(cfg))
     except Exception as e:  # the registry wraps constructor errors; the message is what matters
         raise ValueError(f'cannot build the target backbone {cfg!r}: {e}') from None
     if not isinstance(model, SharedBasisResNet):
         raise ValueError(f'the target backbone is a {type(model).__name__}, not a SharedBasisResNet')
-    bad = [n for n, m in model.named_modules() if 'norm' in type(m).__name__.lower() and
-           (not isinstance(m, _BatchNorm) or not m.affine or m.running_var is None)]
+    bad = [
+        n
+        for n, m in model.named_modules()
+        if 'norm' in type(m).__name__.lower()
+        and (not isinstance(m, _BatchNorm) or not m.affine or m.running_var is None)
+    ]
     if bad:
-        raise ValueError(f'the target needs affine BatchNorm layers with running statistics (norm_cfg BN/SyncBN); '
-                         f'these are not: {brief(bad)}')
+        raise ValueError(
+            f'the target needs affine BatchNorm layers with running statistics (norm_cfg BN/SyncBN); '
+            f'these are not: {brief(bad)}'
+        )
     return model
 
 
 def _build_plain(cfg: dict) -> nn.Module:
     """mmdet's plain ResNet with the target's geometry (the function of the source checkpoint)."""
     from mmdet.models.backbones import ResNet
+
     return ResNet(**{k: v for k, v in cfg.items() if k not in _SHARED_ONLY})
 
 
@@ -262,7 +325,7 @@ def _complement(rows: Optional[Tensor], dim: int, like: Tensor) -> Tensor:
     if rows is None or rows.shape[0] == 0:
         return torch.eye(dim, dtype=like.dtype)
     q, _ = torch.linalg.qr(rows.T, mode='complete')
-    return q[:, rows.shape[0]:].T
+    return q[:, rows.shape[0] :].T
 
 
 def _top_rows(x: Tensor, k: int, exclude: Optional[Tensor] = None) -> Tensor:
@@ -288,9 +351,10 @@ def _top_rows(x: Tensor, k: int, exclude: Optional[Tensor] = None) -> Tensor:
     fixed = torch.cat([exclude, top]) if exclude is not None and exclude.shape[0] else top
     comp = _complement(fixed, d, x)
     if comp.shape[0] < k - top.shape[0]:
-        raise ValueError(f'cannot find {k} orthonormal basis elements in a space of dimension '
-                         f'{d - fixed.shape[0] + top.shape[0]}')
-    return torch.cat([top, comp[:k - top.shape[0]]])
+        raise ValueError(
+            f'cannot find {k} orthonormal basis elements in a space of dimension {d - fixed.shape[0] + top.shape[0]}'
+        )
+    return torch.cat([top, comp[: k - top.shape[0]]])
 
 
 def _project_out(rows: Tensor, exclude: Optional[Tensor]) -> Tensor:
@@ -324,8 +388,9 @@ class _GroupFit:
     history: List[float]  # squared error (sum over the layers) after the initialisation and each refinement step
 
 
-def _fit_group(xs: List[Tensor], owner: List[int], ranks: List[int], u: int, init: str, iters: int,
-               tol: float = 1e-3) -> _GroupFit:
+def _fit_group(
+    xs: List[Tensor], owner: List[int], ranks: List[int], u: int, init: str, iters: int, tol: float = 1e-3
+) -> _GroupFit:
     """Fit orthonormal shared bases ``B_b`` (jointly orthogonal) and unique bases ``U_j`` to the filters ``xs``.
 
     Args:
@@ -392,8 +457,9 @@ def _fit_whole(ms: List[Tensor], absorbable: List[bool], v: Tensor, iters: int, 
         return out
 
     def error() -> float:
-        return float(sum((m - a.view(-1, 1, 1) * v * bt.view(1, -1, 1)).pow(2).sum()
-                         for m, a, bt in zip(ms, alphas, betas)))
+        return float(
+            sum((m - a.view(-1, 1, 1) * v * bt.view(1, -1, 1)).pow(2).sum() for m, a, bt in zip(ms, alphas, betas))
+        )
 
     alphas = fit_alphas()
     history = [error()]
@@ -423,6 +489,7 @@ def _fit_whole(ms: List[Tensor], absorbable: List[bool], v: Tensor, iters: int, 
 @dataclass
 class _Layer:
     """One convolution of a shared block that uses a stage basis."""
+
     key: str  # 'layer3.1.conv2'
     basis: str  # qualified shared basis name, 'layer3.shared_basis_conv2'
     bn: str  # 'layer3.1.bn2'
@@ -437,8 +504,13 @@ def _shared_layers(stage_name: str, stage: nn.Module, plain: nn.Module, basis_na
     for j, blk in enumerate(stage):
         for k in (1, 2, 3):
             conv = getattr(blk, f'conv{k}', None)
-            param = conv.basis.shared_basis if isinstance(conv, FactorizedConv2d) else \
-                conv.shared_basis if isinstance(conv, BasisConv2d) else None
+            param = (
+                conv.basis.shared_basis
+                if isinstance(conv, FactorizedConv2d)
+                else conv.shared_basis
+                if isinstance(conv, BasisConv2d)
+                else None
+            )
             if param is None:
                 continue
             key = f'{stage_name}.{j}.conv{k}'
@@ -446,17 +518,31 @@ def _shared_layers(stage_name: str, stage: nn.Module, plain: nn.Module, basis_na
             bn = plain.get_submodule(f'{stage_name}.{j}.{bn_name}')
             scale = bn.weight.detach().double() / (bn.running_var.detach().double() + bn.eps).sqrt()
             prev = f'{stage_name}.{j}.{getattr(blk, f"norm{k - 1}_name")}' if k > 1 else None
-            layers.append(_Layer(key, basis_names[id(param)], f'{stage_name}.{j}.{bn_name}', prev, conv,
-                                 plain.get_submodule(key).weight.detach().double(), scale))
+            layers.append(
+                _Layer(
+                    key,
+                    basis_names[id(param)],
+                    f'{stage_name}.{j}.{bn_name}',
+                    prev,
+                    conv,
+                    plain.get_submodule(key).weight.detach().double(),
+                    scale,
+                )
+            )
     return layers
 
 
 def _rel(err2: float, ref2: float) -> float:
-    return float((err2 / ref2)**0.5) if ref2 > 0 else 0.0
+    return float((err2 / ref2) ** 0.5) if ref2 > 0 else 0.0
 
 
-def _decompose_factorised(layers: List[_Layer], groups: List[List[str]], out: Dict[str, Tensor], als_iters: int,
-                          sums: List[Tuple[float, float]]) -> Tuple[List[dict], List[dict]]:
+def _decompose_factorised(
+    layers: List[_Layer],
+    groups: List[List[str]],
+    out: Dict[str, Tensor],
+    als_iters: int,
+    sums: List[Tuple[float, float]],
+) -> Tuple[List[dict], List[dict]]:
     """Fit every basis group of a stage; write bases, unique bases and coefficients into ``out``.
 
     Returns the report rows of the layers and of the groups; appends ``(||M_j - Mhat_j||^2, ||M_j||^2)`` of every
@@ -471,8 +557,10 @@ def _decompose_factorised(layers: List[_Layer], groups: List[List[str]], out: Di
         dim, u = ms[0].shape[1], users[0].module.basis.unique_rank
         ranks = [int(out[n].shape[0]) for n in names]
         if sum(ranks) + u > dim:
-            raise ValueError(f'the bases {names} need {sum(ranks)} shared + {u} unique orthonormal elements but '
-                             f'the filters have only S*k*k={dim} dimensions: lower shared_rank/unique_rank')
+            raise ValueError(
+                f'the bases {names} need {sum(ranks)} shared + {u} unique orthonormal elements but '
+                f'the filters have only S*k*k={dim} dimensions: lower shared_rank/unique_rank'
+            )
         stack = torch.cat(ms)
         # orthonormal coordinates (r, D) of a space holding every M_j: fewer columns when sum T_j < D
         coords = torch.linalg.qr(stack.T)[0].T if stack.shape[0] < dim else torch.eye(dim, dtype=stack.dtype)
@@ -499,12 +587,26 @@ def _decompose_factorised(layers: List[_Layer], groups: List[List[str]], out: Di
             out[f'{la.key}.coeff.weight'] = coeff.view(*coeff.shape, 1, 1).float()
             err = float((ms[j] - la.scale.view(-1, 1) * (coeff @ q)).pow(2).sum())
             sums.append((err, float(ms[j].pow(2).sum())))
-            layer_rows.append(dict(name=la.key, basis=la.basis, kind='factorised', shape=list(la.weight.shape),
-                                   rank=[ranks[owner[j]], u], weight_error=_rel(err, ms[j].pow(2).sum())))
-        group_rows.append(dict(bases=list(names), users=len(users), method=method,
-                               candidates={c: _rel(e, total) for c, (e, _) in candidates.items()},
-                               iterations=len(fit.history) - 1 if method.endswith('als') else 0,
-                               weight_error=_rel(candidates[method][0], total)))
+            layer_rows.append(
+                dict(
+                    name=la.key,
+                    basis=la.basis,
+                    kind='factorised',
+                    shape=list(la.weight.shape),
+                    rank=[ranks[owner[j]], u],
+                    weight_error=_rel(err, ms[j].pow(2).sum()),
+                )
+            )
+        group_rows.append(
+            dict(
+                bases=list(names),
+                users=len(users),
+                method=method,
+                candidates={c: _rel(e, total) for c, (e, _) in candidates.items()},
+                iterations=len(fit.history) - 1 if method.endswith('als') else 0,
+                weight_error=_rel(candidates[method][0], total),
+            )
+        )
     return layer_rows, group_rows
 
 
@@ -524,8 +626,9 @@ def _set_bn_scale(out: Dict[str, Tensor], bn: str, alpha: Tensor, scale: Tensor,
     out[f'{bn}.weight'], out[f'{bn}.bias'] = gamma.float(), (shift + alpha * mean).float()
 
 
-def _decompose_whole(layers: List[_Layer], out: Dict[str, Tensor], eps: Dict[str, float], als_iters: int,
-                     sums: List[Tuple[float, float]]) -> Tuple[List[dict], List[dict]]:
+def _decompose_whole(
+    layers: List[_Layer], out: Dict[str, Tensor], eps: Dict[str, float], als_iters: int, sums: List[Tuple[float, float]]
+) -> Tuple[List[dict], List[dict]]:
     """Give every whole-conv basis of a stage the best single convolution; rewrite the BNs around it.
 
     Returns and appends to ``sums`` as :func:`_decompose_factorised`.
@@ -552,14 +655,32 @@ def _decompose_whole(layers: List[_Layer], out: Dict[str, Tensor], eps: Dict[str
             _set_bn_scale(out, la.bn, alpha, la.scale, eps[la.bn])
             if la.prev_bn is not None:
                 input_scales.append((la.prev_bn, beta))
-            layer_rows.append(dict(name=la.key, basis=name, kind='whole', shape=list(la.weight.shape), rank=None,
-                                   weight_error=_rel(err, m.pow(2).sum()), input_scales=la.prev_bn is not None))
-        best_copy = min((c for c in candidates if c.startswith('copy') and not c.endswith('als')),
-                        key=lambda c: candidates[c].history[-1])
+            layer_rows.append(
+                dict(
+                    name=la.key,
+                    basis=name,
+                    kind='whole',
+                    shape=list(la.weight.shape),
+                    rank=None,
+                    weight_error=_rel(err, m.pow(2).sum()),
+                    input_scales=la.prev_bn is not None,
+                )
+            )
+        best_copy = min(
+            (c for c in candidates if c.startswith('copy') and not c.endswith('als')),
+            key=lambda c: candidates[c].history[-1],
+        )
         shown = dict.fromkeys(['mean', best_copy] + (['mean+als', f'{best_copy}+als'] if als_iters else []) + [method])
-        group_rows.append(dict(bases=[name], users=len(users), method=method,
-                               candidates={c: _rel(candidates[c].history[-1], total) for c in shown},
-                               iterations=len(fit.history) - 1, weight_error=_rel(fit.history[-1], total)))
+        group_rows.append(
+            dict(
+                bases=[name],
+                users=len(users),
+                method=method,
+                candidates={c: _rel(candidates[c].history[-1], total) for c in shown},
+                iterations=len(fit.history) - 1,
+                weight_error=_rel(fit.history[-1], total),
+            )
+        )
     for bn, beta in input_scales:  # after every output rewrite: the input scales multiply the whole BN output
         out[f'{bn}.weight'] = (out[f'{bn}.weight'].double() * beta).float()
         out[f'{bn}.bias'] = (out[f'{bn}.bias'].double() * beta).float()
@@ -573,7 +694,7 @@ def _calibrate_basis_norms(model: SharedBasisResNet, out: Dict[str, Tensor], inp
     for n, m in convs.items():  # identity without statistics, for the calibration pass
         r, eps = m.basis.rank, m.basis_norm.eps
         out[f'{n}.basis_norm.running_mean'], out[f'{n}.basis_norm.running_var'] = torch.zeros(r), torch.ones(r)
-        out[f'{n}.basis_norm.weight'], out[f'{n}.basis_norm.bias'] = torch.full((r, ), (1 + eps)**0.5), torch.zeros(r)
+        out[f'{n}.basis_norm.weight'], out[f'{n}.basis_norm.bias'] = torch.full((r,), (1 + eps) ** 0.5), torch.zeros(r)
         out[f'{n}.basis_norm.num_batches_tracked'] = torch.tensor(0)
     model.load_state_dict(out, strict=True)
     stats = {}
@@ -582,6 +703,7 @@ def _calibrate_basis_norms(model: SharedBasisResNet, out: Dict[str, Tensor], inp
         def hook(module, args, z):
             z = z.double()
             stats[name] = (z.mean((0, 2, 3)), z.var((0, 2, 3), unbiased=False))
+
         return hook
 
     hooks = [m.basis.register_forward_hook(record(n)) for n, m in convs.items()]
@@ -600,10 +722,13 @@ def _calibrate_basis_norms(model: SharedBasisResNet, out: Dict[str, Tensor], inp
 @torch.no_grad()
 def _stage_errors(plain: nn.Module, model: nn.Module, names: Sequence[str], inputs: Tensor) -> List[dict]:
     """Relative output error of every stage: cumulative (from the image) and of the stage alone."""
+
     def run(net: nn.Module) -> Dict[str, Tuple[Tensor, Tensor]]:
         io = {}
-        hooks = [getattr(net, n).register_forward_hook(lambda mod, inp, y, n=n: io.__setitem__(n, (inp[0], y)))
-                 for n in names]
+        hooks = [
+            getattr(net, n).register_forward_hook(lambda mod, inp, y, n=n: io.__setitem__(n, (inp[0], y)))
+            for n in names
+        ]
         try:
             net.eval()  # mmdet's ResNet.train returns None
             net(inputs)
@@ -618,13 +743,19 @@ def _stage_errors(plain: nn.Module, model: nn.Module, names: Sequence[str], inpu
         x, y = ref[n]
         alone = getattr(model, n)(x)
         norm = float(y.double().norm()) or 1.0
-        rows.append(dict(name=n, output_error=float((got[n][1].double() - y.double()).norm()) / norm,
-                         stage_alone_error=float((alone.double() - y.double()).norm()) / norm))
+        rows.append(
+            dict(
+                name=n,
+                output_error=float((got[n][1].double() - y.double()).norm()) / norm,
+                stage_alone_error=float((alone.double() - y.double()).norm()) / norm,
+            )
+        )
     return rows
 
 
-def calibration_batch(images: Optional[str] = None, num_images: int = 8, img_size: int = 224, seed: int = 0,
-                      in_channels: int = 3) -> Tuple[Tensor, dict]:
+def calibration_batch(
+    images: Optional[str] = None, num_images: int = 8, img_size: int = 224, seed: int = 0, in_channels: int = 3
+) -> Tuple[Tensor, dict]:
     """Inputs ``(N, C, img_size, img_size)`` for BN calibration and the output errors, and their description.
 
     ``images=None``: standard normal noise (the statistics of normalised images). Otherwise the first
@@ -636,8 +767,9 @@ def calibration_batch(images: Optional[str] = None, num_images: int = 8, img_siz
     """
     for name, value in (('num_images', num_images), ('img_size', img_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == 'num_images' else 16):
-            raise ValueError(f'{name}={value!r} is not allowed: it must be an integer >= '
-                             f'{1 if name == "num_images" else 16}')
+            raise ValueError(
+                f'{name}={value!r} is not allowed: it must be an integer >= {1 if name == "num_images" else 16}'
+            )
     if images is None:
         x = torch.randn(num_images, in_channels, img_size, img_size, generator=torch.Generator().manual_seed(seed))
         return x, dict(kind='random normal', num_images=num_images, img_size=img_size, seed=seed)
@@ -649,6 +781,7 @@ def calibration_batch(images: Optional[str] = None, num_images: int = 8, img_siz
     if in_channels != 3:
         raise ValueError(f'images are RGB but the target has in_channels={in_channels}')
     import mmcv
+
     mean, std = torch.tensor(_IMAGENET_MEAN).view(3, 1, 1), torch.tensor(_IMAGENET_STD).view(3, 1, 1)
     batch = []
     for f in files:
@@ -660,8 +793,9 @@ def calibration_batch(images: Optional[str] = None, num_images: int = 8, img_siz
     return torch.stack(batch), dict(kind='images', folder=str(images), num_images=len(files), img_size=img_size)
 
 
-def decompose_resnet(plain_state_dict: Mapping[str, Tensor], backbone_cfg: Mapping,
-                     inputs: Optional[Tensor] = None, als_iters: int = 25) -> Tuple['OrderedDict[str, Tensor]', dict]:
+def decompose_resnet(
+    plain_state_dict: Mapping[str, Tensor], backbone_cfg: Mapping, inputs: Optional[Tensor] = None, als_iters: int = 25
+) -> Tuple['OrderedDict[str, Tensor]', dict]:
     """Decompose a plain ResNet into the shared-basis backbone ``backbone_cfg``.
 
     Args:
@@ -718,25 +852,41 @@ def decompose_resnet(plain_state_dict: Mapping[str, Tensor], backbone_cfg: Mappi
     model.load_state_dict(out, strict=True)
     stages = _stage_errors(plain, model, model.res_layers, inputs)
     report = dict(
-        layers=layer_rows, groups=group_rows, stages=stages, dropped_source_keys=dropped,
-        overall=dict(weight_error=_rel(sum(e for e, _ in sums), sum(r for _, r in sums)),
-                     max_layer_weight_error=max((la['weight_error'] for la in layer_rows), default=0.0),
-                     output_error=stages[-1]['output_error'], decomposed_convs=len(layer_rows),
-                     copied_tensors=len(copied)),
-        orthogonality_loss=_orthogonality_loss(model))
+        layers=layer_rows,
+        groups=group_rows,
+        stages=stages,
+        dropped_source_keys=dropped,
+        overall=dict(
+            weight_error=_rel(sum(e for e, _ in sums), sum(r for _, r in sums)),
+            max_layer_weight_error=max((la['weight_error'] for la in layer_rows), default=0.0),
+            output_error=stages[-1]['output_error'],
+            decomposed_convs=len(layer_rows),
+            copied_tensors=len(copied),
+        ),
+        orthogonality_loss=_orthogonality_loss(model),
+    )
     return out, report
 
 
 def _orthogonality_loss(model: SharedBasisResNet) -> Optional[float]:
     from ..models.losses import orthogonality_loss
+
     groups = model.basis_groups()
     with torch.no_grad():
         return float(orthogonality_loss(groups)[0]) if groups else None
 
 
-def decompose_checkpoint(src: str, dst: str, arch: Optional[str] = None, backbone_cfg: Optional[Mapping] = None,
-                         images: Optional[str] = None, num_images: int = 8, img_size: int = 224, als_iters: int = 25,
-                         seed: int = 0) -> dict:
+def decompose_checkpoint(
+    src: str,
+    dst: str,
+    arch: Optional[str] = None,
+    backbone_cfg: Optional[Mapping] = None,
+    images: Optional[str] = None,
+    num_images: int = 8,
+    img_size: int = 224,
+    als_iters: int = 25,
+    seed: int = 0,
+) -> dict:
     """Read a plain ResNet checkpoint ``src``, decompose it, write ``dst`` atomically; return the written ``meta``.
 
     ``dst`` holds ``dict(state_dict=..., meta=...)`` with keys relative to the backbone (use it as the backbone's
@@ -753,18 +903,28 @@ def decompose_checkpoint(src: str, dst: str, arch: Optional[str] = None, backbon
     if not osp.isfile(src):
         raise FileNotFoundError(f'source checkpoint {str(src)!r} does not exist or is not a file')
     if same_file(src, dst):
-        raise ValueError(f'DST {str(dst)!r} is the source checkpoint: choose another output path (SRC is never '
-                         'overwritten)')
+        raise ValueError(
+            f'DST {str(dst)!r} is the source checkpoint: choose another output path (SRC is never overwritten)'
+        )
     if osp.isdir(dst):
         raise ValueError(f'DST {str(dst)!r} is a directory: give a file name, e.g. {osp.join(dst, "shared.pth")!r}')
     inputs, calibration = calibration_batch(images, num_images, img_size, seed, cfg.get('in_channels', 3))
     plain_sd, layout = load_plain_checkpoint(src)
     state_dict, report = decompose_resnet(plain_sd, cfg, inputs, als_iters)
     from .. import __version__
-    meta = dict(report=report, backbone_cfg=cfg, arch=arch, source=osp.basename(str(src)), source_layout=layout,
-                calibration=calibration, als_iters=als_iters,
-                keys='relative to the backbone: use init_cfg=dict(type="Pretrained", checkpoint=...) on the backbone',
-                converter='mmbasis tools/model_converters/plain_to_shared.py', mmbasis_version=__version__)
+
+    meta = dict(
+        report=report,
+        backbone_cfg=cfg,
+        arch=arch,
+        source=osp.basename(str(src)),
+        source_layout=layout,
+        calibration=calibration,
+        als_iters=als_iters,
+        keys='relative to the backbone: use init_cfg=dict(type="Pretrained", checkpoint=...) on the backbone',
+        converter='mmbasis tools/model_converters/plain_to_shared.py',
+        mmbasis_version=__version__,
+    )
     save_atomic(dict(state_dict=state_dict, meta=meta), dst, protect=src)
     return meta
 
@@ -778,8 +938,10 @@ def format_report(report: Mapping) -> str:
     lines = [f'{"layer":<18} {"kind":<11} {"T x S x k x k":<18} {"s+u":<9} weight error (BN-scaled)']
     for la in report['layers']:
         rank = 'whole' if la['rank'] is None else f'{la["rank"][0]}+{la["rank"][1]}'
-        lines.append(f'{la["name"]:<18} {la["kind"]:<11} {"x".join(map(str, la["shape"])):<18} {rank:<9} '
-                     f'{_num(la["weight_error"])}')
+        lines.append(
+            f'{la["name"]:<18} {la["kind"]:<11} {"x".join(map(str, la["shape"])):<18} {rank:<9} '
+            f'{_num(la["weight_error"])}'
+        )
     lines += ['', f'{"basis (group)":<52} {"users":>5}  {"chosen":<28} candidates (weight error of the group)']
     for g in report['groups']:
         cands = ', '.join(f'{c} {_num(e)}' for c, e in g['candidates'].items())
@@ -788,9 +950,12 @@ def format_report(report: Mapping) -> str:
     for st in report['stages']:
         lines.append(f'{st["name"]:<8} {_num(st["output_error"]):<32} {_num(st["stage_alone_error"])}')
     o = report['overall']
-    lines += ['', f'overall: weight error {_num(o["weight_error"])} over {o["decomposed_convs"]} decomposed '
-              f'convolutions (worst layer {_num(o["max_layer_weight_error"])}), output error of the last stage '
-              f'{_num(o["output_error"])}, orthogonality loss at the start {_num(report["orthogonality_loss"])}']
+    lines += [
+        '',
+        f'overall: weight error {_num(o["weight_error"])} over {o["decomposed_convs"]} decomposed '
+        f'convolutions (worst layer {_num(o["max_layer_weight_error"])}), output error of the last stage '
+        f'{_num(o["output_error"])}, orthogonality loss at the start {_num(report["orthogonality_loss"])}',
+    ]
     if report.get('dropped_source_keys'):
         lines.append(f'dropped source keys (stages the target does not have): {brief(report["dropped_source_keys"])}')
     return '\n'.join(lines)

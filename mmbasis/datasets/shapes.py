@@ -8,6 +8,7 @@ generation arguments). A split is generated in a temporary folder and moved into
 ``os.rename``, so a killed run or two processes (DDP ranks) generating at once never leave a partial
 dataset; an existing split generated with other arguments is never overwritten (clear error instead).
 """
+
 import inspect
 import json
 import os
@@ -41,8 +42,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _iou(a: List[float], b: List[float]) -> float:
-    ix = max(0., min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0., min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
     inter = ix * iy
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
@@ -74,8 +75,9 @@ def _draw_image(rng: np.random.Generator, size: int, max_objects: int):
     return img, boxes, labels
 
 
-def generate_shapes_split(root: str, split: str, num_images: int, img_size: int = 160, seed: int = 0,
-                          max_objects: int = 4) -> str:
+def generate_shapes_split(
+    root: str, split: str, num_images: int, img_size: int = 160, seed: int = 0, max_objects: int = 4
+) -> str:
     """Generate ``root/<split>`` unless it exists with the same arguments; return its path.
 
     Raises ``FileExistsError`` if ``root/<split>`` exists but was generated with other arguments, and
@@ -89,8 +91,15 @@ def generate_shapes_split(root: str, split: str, num_images: int, img_size: int 
     _check_int('img_size', img_size, 32, 4096)
     _check_int('seed', seed, 0)
     _check_int('max_objects', max_objects, 1, 20)
-    meta = dict(format_version=_FORMAT_VERSION, split=split, num_images=num_images, img_size=img_size, seed=seed,
-                max_objects=max_objects, classes=list(SHAPES_CLASSES))
+    meta = dict(
+        format_version=_FORMAT_VERSION,
+        split=split,
+        num_images=num_images,
+        img_size=img_size,
+        seed=seed,
+        max_objects=max_objects,
+        classes=list(SHAPES_CLASSES),
+    )
     target = osp.join(root, split)
     if osp.isdir(target):
         _check_existing(target, meta)
@@ -139,8 +148,10 @@ def generate_shapes_for_config(cfg: Mapping) -> List[str]:
         if not isinstance(loader, Mapping) or not isinstance(loader.get('dataset'), Mapping):
             continue
         for ds in _shapes_dataset_cfgs(loader['dataset']):
-            args = {k: ds.get(k, defaults[k])
-                    for k in ('data_root', 'split', 'num_images', 'img_size', 'seed', 'max_objects')}
+            args = {
+                k: ds.get(k, defaults[k])
+                for k in ('data_root', 'split', 'num_images', 'img_size', 'seed', 'max_objects')
+            }
             root = args.pop('data_root')
             folder = generate_shapes_split(root, **args)
             if folder not in folders:
@@ -154,12 +165,16 @@ def _check_existing(target: str, meta: Dict) -> None:
         with open(meta_file, encoding='utf-8') as f:
             existing = json.load(f)
     except (OSError, ValueError) as e:
-        raise FileExistsError(f'{target} exists but is not a generated shapes split ({meta_file}: {e}); '
-                              'move it away or choose another data_root') from e
+        raise FileExistsError(
+            f'{target} exists but is not a generated shapes split ({meta_file}: {e}); '
+            'move it away or choose another data_root'
+        ) from e
     if existing != meta:
         diff = {k: (existing.get(k), v) for k, v in meta.items() if existing.get(k) != v}
-        raise FileExistsError(f'{target} was generated with other arguments (existing, requested): {diff}; '
-                              'delete it to regenerate or choose another data_root')
+        raise FileExistsError(
+            f'{target} was generated with other arguments (existing, requested): {diff}; '
+            'delete it to regenerate or choose another data_root'
+        )
 
 
 def _write_split(folder: str, meta: Dict) -> None:
@@ -173,10 +188,21 @@ def _write_split(folder: str, meta: Dict) -> None:
             raise OSError(f'could not write {osp.join(folder, "images", name)}')
         images.append(dict(id=i + 1, file_name=name, width=meta['img_size'], height=meta['img_size']))
         for box, label in zip(boxes, labels):
-            annotations.append(dict(id=len(annotations) + 1, image_id=i + 1, category_id=label + 1, bbox=box,
-                                    area=box[2] * box[3], iscrowd=0))
-    coco = dict(images=images, annotations=annotations,
-                categories=[dict(id=i + 1, name=n) for i, n in enumerate(SHAPES_CLASSES)])
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=i + 1,
+                    category_id=label + 1,
+                    bbox=box,
+                    area=box[2] * box[3],
+                    iscrowd=0,
+                )
+            )
+    coco = dict(
+        images=images,
+        annotations=annotations,
+        categories=[dict(id=i + 1, name=n) for i, n in enumerate(SHAPES_CLASSES)],
+    )
     with open(osp.join(folder, 'annotation.json'), 'w', encoding='utf-8') as f:
         json.dump(coco, f)
     with open(osp.join(folder, 'meta.json'), 'w', encoding='utf-8') as f:
@@ -199,8 +225,16 @@ class SyntheticShapesDataset(CocoDataset):
 
     METAINFO = dict(classes=SHAPES_CLASSES, palette=SHAPES_PALETTE)
 
-    def __init__(self, split: str = 'train', num_images: int = 200, img_size: int = 160, seed: int = 0,
-                 max_objects: int = 4, data_root: str = 'data/shapes', **kwargs) -> None:
+    def __init__(
+        self,
+        split: str = 'train',
+        num_images: int = 200,
+        img_size: int = 160,
+        seed: int = 0,
+        max_objects: int = 4,
+        data_root: str = 'data/shapes',
+        **kwargs,
+    ) -> None:
         generate_shapes_split(data_root, split, num_images, img_size, seed, max_objects)
         kwargs.setdefault('ann_file', f'{split}/annotation.json')
         kwargs.setdefault('data_prefix', dict(img=f'{split}/images/'))

@@ -1,4 +1,5 @@
 """Registered model code: layers -> backbones (mmdet's MODELS) -> losses; dense heads mmbasis configs need."""
+
 from .backbones import *  # noqa: F401,F403
 from .dense_heads import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403

@@ -23,6 +23,7 @@ Instead of turning the safety off (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` or ``w
 ``tools/train.py --resume`` works too (every mmbasis config imports mmbasis through ``custom_imports``)
 and any other global in a checkpoint is still refused.
 """
+
 import pickle
 from typing import Any, List, Tuple, Union
 
@@ -43,12 +44,14 @@ def history_buffer_getattr(owner: Any, name: Any) -> Any:
     cannot reach other attributes (module globals, builtins, bound methods) through ``getattr``.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
+
     if owner is HistoryBuffer and isinstance(name, str) and name in HISTORY_BUFFER_METHODS:
         return getattr(owner, name)
     raise pickle.UnpicklingError(
         f'weights_only load: getattr({owner!r}, {name!r}) is not allowed; mmbasis allows getattr only for '
         f'HistoryBuffer.{{{", ".join(HISTORY_BUFFER_METHODS)}}} (mmengine log history). Load the file with '
-        'weights_only=False only if you trust it.')
+        'weights_only=False only if you trust it.'
+    )
 
 
 def checkpoint_safe_globals() -> List[Union[object, Tuple[object, str]]]:
@@ -58,13 +61,23 @@ def checkpoint_safe_globals() -> List[Union[object, Tuple[object, str]]]:
     where ``name`` is the global's full path as it appears in the pickle.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
+
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     # numpy's concrete dtype classes (numpy.dtypes.Float64DType, ...): pickled when a dtype object is
     # stored by type; harmless classes without side effects on construction.
-    dtype_classes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32,
-                                                 np.int16, np.int8, np.uint8, np.bool_)]
-    return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar, *dtype_classes,
-            (history_buffer_getattr, 'builtins.getattr')]
+    dtype_classes = [
+        type(np.dtype(t))
+        for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.int16, np.int8, np.uint8, np.bool_)
+    ]
+    return [
+        HistoryBuffer,
+        np.ndarray,
+        np.dtype,
+        multiarray._reconstruct,
+        multiarray.scalar,
+        *dtype_classes,
+        (history_buffer_getattr, 'builtins.getattr'),
+    ]
 
 
 def globals_needing_allowlist(path: str) -> List[str]:

@@ -1,4 +1,5 @@
 """Reading checkpoints with ``weights_only=True``, finding their state dict, and writing them atomically."""
+
 import os
 import os.path as osp
 import tempfile
@@ -37,7 +38,8 @@ def load_weights_only(path: str) -> Any:
         reason = next((ln for ln in lines if 'Unsupported global' in ln), lines[0] if lines else '')
         raise CheckpointFormatError(
             f'{str(path)!r} is not a PyTorch checkpoint that loads with torch.load(weights_only=True) '
-            f'({type(e).__name__}: {reason[:300]})') from e
+            f'({type(e).__name__}: {reason[:300]})'
+        ) from e
 
 
 def same_file(a: str, b: str) -> bool:
@@ -92,7 +94,7 @@ def strip_module_prefix(state_dict: Mapping[str, Tensor]) -> 'OrderedDict[str, T
     """Remove the ``module.`` prefix that ``DataParallel``/DDP add (only when every key has it)."""
     keys = list(state_dict)
     if keys and all(k.startswith('module.') for k in keys):
-        return OrderedDict((k[len('module.'):], v) for k, v in state_dict.items())
+        return OrderedDict((k[len('module.') :], v) for k, v in state_dict.items())
     return OrderedDict(state_dict)
 
 
@@ -108,8 +110,10 @@ def split_checkpoint(checkpoint: Any, path: str) -> Tuple['OrderedDict[str, Tens
         sd, meta = checkpoint, {}
     else:
         found = f'keys {list(checkpoint)[:6]}' if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
-        raise CheckpointFormatError(f'{str(path)!r} is not an mmengine/mmdet checkpoint: expected a dict with '
-                                    f"'state_dict' or a plain state dict, found {found}")
+        raise CheckpointFormatError(
+            f'{str(path)!r} is not an mmengine/mmdet checkpoint: expected a dict with '
+            f"'state_dict' or a plain state dict, found {found}"
+        )
     if not isinstance(meta, Mapping):
         raise CheckpointFormatError(f"{str(path)!r}: 'meta' must be a dict, got {type(meta).__name__}")
     if not isinstance(sd, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):

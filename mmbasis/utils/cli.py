@@ -3,6 +3,7 @@
 The flags and their semantics are mmdet 3.3's ``tools/train.py`` / ``tools/test.py`` ones, so a command
 line written for mmdet works unchanged with ours.
 """
+
 import argparse
 import os
 import os.path as osp
@@ -18,11 +19,18 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     """The flags every mmdet tool has: --work-dir, --cfg-options, --launcher, --local_rank."""
     parser.add_argument('--work-dir', help='the dir to save logs and models (default: ./work_dirs/<config name>)')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override settings of the config, key=value pairs, e.g. train_cfg.max_epochs=2 '
-        'or key="[a,b]" for lists (no white space)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher (pytorch for torchrun / tools/dist_*.sh)')
+        'or key="[a,b]" for lists (no white space)',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher (pytorch for torchrun / tools/dist_*.sh)',
+    )
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank; torchrun sets LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
@@ -30,16 +38,19 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 def read_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     """``Config.fromfile(config)`` with ``cfg_options`` merged; ``FileNotFoundError`` naming a missing file."""
     if not osp.isfile(config):
-        raise FileNotFoundError(f'config file {config!r} does not exist (configs shipped with mmbasis live under '
-                                'configs/, e.g. configs/shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py)')
+        raise FileNotFoundError(
+            f'config file {config!r} does not exist (configs shipped with mmbasis live under '
+            'configs/, e.g. configs/shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py)'
+        )
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
 
 
-def load_config(config: str, cfg_options: Optional[dict], work_dir: Optional[str], launcher: str,
-                local_rank: int = 0) -> Config:
+def load_config(
+    config: str, cfg_options: Optional[dict], work_dir: Optional[str], launcher: str, local_rank: int = 0
+) -> Config:
     """Load ``config`` (clear error when missing), apply overrides, set ``work_dir`` and ``launcher``.
 
     Like mmdet's tools: ``LOCAL_RANK`` is set from ``local_rank`` unless the launcher already set it; the
@@ -74,18 +85,23 @@ def setup_cpu_distributed(cfg: Config) -> bool:
         return False
     missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
     if missing:
-        raise SystemExit(f'error: --launcher pytorch needs the environment torchrun sets ({", ".join(missing)} '
-                         'missing): start with tools/dist_train.sh / tools/dist_test.sh or torchrun')
+        raise SystemExit(
+            f'error: --launcher pytorch needs the environment torchrun sets ({", ".join(missing)} '
+            'missing): start with tools/dist_train.sh / tools/dist_test.sh or torchrun'
+        )
     env_cfg = cfg.setdefault('env_cfg', {})
     dist_cfg = env_cfg.setdefault('dist_cfg', {})
     dist_cfg['backend'] = 'gloo'
     if not torch_dist.is_initialized():
         timeout = dist_cfg.get('timeout')
-        torch_dist.init_process_group(backend='gloo', **({} if timeout is None else
-                                                         dict(timeout=timedelta(seconds=timeout))))
+        torch_dist.init_process_group(
+            backend='gloo', **({} if timeout is None else dict(timeout=timedelta(seconds=timeout)))
+        )
     wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel', broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False))
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False),
+    )
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
     return True

@@ -1,4 +1,5 @@
 """Locating the configs shipped with mmbasis (repository ``configs/`` or the wheel's ``.mim/configs``)."""
+
 import difflib
 from pathlib import Path
 
@@ -9,12 +10,15 @@ def config_root() -> Path:
     for root in (pkg.parent / 'configs', pkg / '.mim' / 'configs'):
         if root.is_dir():
             return root
-    raise FileNotFoundError(f'mmbasis configs not found next to the package ({pkg.parent / "configs"}) nor in '
-                            f'{pkg / ".mim" / "configs"}; reinstall mmbasis')
+    raise FileNotFoundError(
+        f'mmbasis configs not found next to the package ({pkg.parent / "configs"}) nor in '
+        f'{pkg / ".mim" / "configs"}; reinstall mmbasis'
+    )
 
 
 def get_config_path(name: str) -> str:
-    """Absolute path of a config shipped with mmbasis, e.g. ``'shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'``.
+    """Absolute path of a config shipped with mmbasis (relative to configs/), e.g.
+    ``'shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'``.
 
     Raises ``FileNotFoundError`` listing close matches when it does not exist.
     """

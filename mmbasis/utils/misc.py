@@ -1,4 +1,5 @@
 """Small helpers used across mmbasis: declarative argument checks and short listings for error messages."""
+
 from typing import Any, Iterable, Optional, Sequence
 
 
@@ -18,8 +19,12 @@ def check_int(name: str, value: Any, low: Optional[int] = None, high: Optional[i
     """``ValueError`` naming ``name=value`` unless ``value`` is an int (not a bool) in ``[low, high]``."""
     if is_int(value) and (low is None or value >= low) and (high is None or value <= high):
         return
-    bound = {(True, True): f' in [{low}, {high}]', (True, False): f' >= {low}', (False, True): f' <= {high}',
-             (False, False): ''}[(low is not None, high is not None)]
+    bound = {
+        (True, True): f' in [{low}, {high}]',
+        (True, False): f' >= {low}',
+        (False, True): f' <= {high}',
+        (False, False): '',
+    }[(low is not None, high is not None)]
     raise ValueError(f'{name}={value!r} is not allowed: it must be an integer{bound}')
 
 
@@ -37,9 +42,17 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
 
 def check_distinct(name: str, value: Any, allowed: Sequence[Any], allow_empty: bool = True, hint: str = '') -> tuple:
     """Validate a sequence of distinct items from ``allowed`` (a bare string or a bool is refused); return a tuple."""
-    ok = not isinstance(value, str) and isinstance(value, Sequence) and (allow_empty or len(value) > 0) and \
-        all(not isinstance(v, bool) and v in allowed for v in value) and len(set(value)) == len(value)
+    ok = (
+        not isinstance(value, str)
+        and isinstance(value, Sequence)
+        and (allow_empty or len(value) > 0)
+        and all(not isinstance(v, bool) and v in allowed for v in value)
+        and len(set(value)) == len(value)
+    )
     if not ok:
-        raise ValueError(f'{name}={value!r} is not allowed: use a tuple of distinct items from {tuple(allowed)}'
-                         + ('' if allow_empty else ' (at least one)') + (f'; {hint}' if hint else ''))
+        raise ValueError(
+            f'{name}={value!r} is not allowed: use a tuple of distinct items from {tuple(allowed)}'
+            + ('' if allow_empty else ' (at least one)')
+            + (f'; {hint}' if hint else '')
+        )
     return tuple(value)

@@ -1,4 +1,5 @@
 """Checking that a ``Pretrained`` init_cfg fits a backbone before mmengine loads it with ``strict=False``."""
+
 from typing import Optional, Sequence, Union
 
 import torch.nn as nn
@@ -36,16 +37,22 @@ def check_pretrained_fits(module: nn.Module, init_cfg, min_match: float) -> None
     if fraction >= min_match:
         return
     missing = [k for k in own if k not in state]
-    shapes = [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in own
-              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}'
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     hint = ''
     if any('shared_basis' in k for k in missing) and not any('shared_basis' in k for k in state):
-        hint = (' It looks like a plain ResNet checkpoint: turn it into this backbone with '
-                'tools/model_converters/plain_to_shared.py (or netrl2_to_mmbasis.py for official Net_RL2 weights).')
+        hint = (
+            ' It looks like a plain ResNet checkpoint: turn it into this backbone with '
+            'tools/model_converters/plain_to_shared.py (or netrl2_to_mmbasis.py for official Net_RL2 weights).'
+        )
     raise ValueError(
         f'the Pretrained checkpoint {path!r}{f" (prefix {prefix!r})" if prefix else ""} does not fit '
         f'{type(module).__name__}: only {len(matched)} of its {len(own)} tensors match by name and shape, holding '
         f'{fraction:.0%} of its values (at least {min_match:.0%} are required, otherwise training would start from '
         'a largely random backbone). '
         f'Missing: {brief(missing, 4) or "none"}; shape mismatches (checkpoint vs model): {brief(shapes, 4) or "none"}.'
-        + hint)
+        + hint
+    )

@@ -4,6 +4,7 @@
 Faults are injected at fixed iterations or at a fixed point of a checkpoint write, never after a delay, so every
 test that uses them is deterministic.
 """
+
 import json
 import os
 import resource
@@ -27,6 +28,7 @@ def _append(path: str, record: dict) -> None:
 @HOOKS.register_module()
 class RecordLossesHook(Hook):
     """Appends ``{"iter": i, "losses": {...}}`` (1-based iteration, full float precision) to ``path``."""
+
     priority = 'LOWEST'
 
     def __init__(self, path: str) -> None:
@@ -40,6 +42,7 @@ class RecordLossesHook(Hook):
 @HOOKS.register_module()
 class KillAtIterHook(Hook):
     """Sends ``signum`` (default SIGKILL) to this process right after iteration ``at_iter`` (1-based)."""
+
     priority = 'LOWEST'
 
     def __init__(self, at_iter: int, signum: int = int(signal.SIGKILL)) -> None:
@@ -63,7 +66,7 @@ class TermDuringSaveHook(Hook):
 
         def put(backend, obj, filepath):
             with checkpoint_hook.atomic_open(str(filepath), 'wb') as f:
-                f.write(obj[:len(obj) // 2])
+                f.write(obj[: len(obj) // 2])
                 f.flush()
                 os.kill(os.getpid(), signal.SIGTERM)  # default action: the process ends here
 
@@ -77,6 +80,7 @@ class InjectNonFiniteHook(Hook):
     Priority 55: after the regulariser's forward hook (50, so ``loss_orth`` exists) and before the
     FiniteLossHook's (60), exactly where a real non-finite value would appear.
     """
+
     priority = 55
 
     def __init__(self, at_iter: int, term: str, value: float = float('nan')) -> None:
@@ -99,6 +103,7 @@ class InjectNonFiniteHook(Hook):
 class RecordStateHook(Hook):
     """At the end of training writes to ``path``: whether every block uses its stage's shared tensor (identity),
     the optimizer-state entries of the shared bases, the resident memory samples (every ``rss_every`` iterations)."""
+
     priority = 'LOWEST'
 
     def __init__(self, path: str, rss_every: int = 10) -> None:
@@ -111,18 +116,28 @@ class RecordStateHook(Hook):
 
     def after_train(self, runner) -> None:
         from mmbasis.models.layers import BasisConv2d
+
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         bases = model.backbone.shared_bases()
         uses = {name: 0 for name in bases}
         for m in model.backbone.modules():
             if isinstance(m, BasisConv2d) and m.shared_basis is not None:
                 owner = [n for n, p in bases.items() if p is m.shared_basis]
-                uses[owner[0] if owner else 'not a stage tensor'] = uses.get(owner[0] if owner else
-                                                                             'not a stage tensor', 0) + 1
+                uses[owner[0] if owner else 'not a stage tensor'] = (
+                    uses.get(owner[0] if owner else 'not a stage tensor', 0) + 1
+                )
         state = runner.optim_wrapper.optimizer.state
         params = [p for g in runner.optim_wrapper.optimizer.param_groups for p in g['params']]
         momentum = {n: int(p in state and 'momentum_buffer' in state[p]) for n, p in bases.items()}
         with open(self.path, 'w', encoding='utf-8') as f:
-            json.dump(dict(uses=uses, momentum_buffers=momentum,
-                           shared_in_optimizer={n: sum(q is p for q in params) for n, p in bases.items()},
-                           optimizer_states=len(state), params=len(params), rss=self.rss), f)
+            json.dump(
+                dict(
+                    uses=uses,
+                    momentum_buffers=momentum,
+                    shared_in_optimizer={n: sum(q is p for q in params) for n, p in bases.items()},
+                    optimizer_states=len(state),
+                    params=len(params),
+                    rss=self.rss,
+                ),
+                f,
+            )

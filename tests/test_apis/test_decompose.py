@@ -5,6 +5,7 @@ The exactly representable cases build the plain network *from* a shared-basis ne
 convolution per stage up to scales) by an independent construction written here, then check that the
 decomposition recovers its function.
 """
+
 import hashlib
 import importlib.util
 import json
@@ -79,12 +80,18 @@ def merge_into_plain(model) -> Dict[str, Tensor]:
     block's BN absorbs as ``running_mean - c``. A whole shared conv is its basis.
     """
     sd = model.state_dict()
-    plain = OrderedDict((k, v.clone()) for k, v in sd.items()
-                        if not any(p in k for p in ('.basis.', '.basis_norm.', '.coeff.', 'shared_basis')))
+    plain = OrderedDict(
+        (k, v.clone())
+        for k, v in sd.items()
+        if not any(p in k for p in ('.basis.', '.basis_norm.', '.coeff.', 'shared_basis'))
+    )
     for name, m in model.named_modules():
         if isinstance(m, FactorizedConv2d):
-            basis = torch.cat([m.basis.unique_basis, m.basis.shared_basis]) if m.basis.unique_basis is not None \
+            basis = (
+                torch.cat([m.basis.unique_basis, m.basis.shared_basis])
+                if m.basis.unique_basis is not None
                 else m.basis.shared_basis
+            )
             bn = m.basis_norm
             s1 = bn.weight / (bn.running_var + bn.eps).sqrt()
             t1 = bn.bias - bn.running_mean * s1
@@ -97,10 +104,14 @@ def merge_into_plain(model) -> Dict[str, Tensor]:
     return plain
 
 
-@pytest.mark.parametrize('cfg', [
-    dict(R18, basis_sharing='stage'),
-    dict(type='SharedBasisResNet', depth=34, shared_rank=2, unique_rank=1, base_channels=8, basis_sharing='conv'),
-], ids=['r18-stage', 'r34-conv-star'])
+@pytest.mark.parametrize(
+    'cfg',
+    [
+        dict(R18, basis_sharing='stage'),
+        dict(type='SharedBasisResNet', depth=34, shared_rank=2, unique_rank=1, base_channels=8, basis_sharing='conv'),
+    ],
+    ids=['r18-stage', 'r34-conv-star'],
+)
 def test_exactly_representable_network_is_recovered(cfg):
     torch.manual_seed(0)
     model = MODELS.build(cfg)
@@ -144,7 +155,7 @@ def plain_with_one_conv_per_stage(convs: Tuple[str, ...], seed: int = 0) -> ResN
     return plain
 
 
-@pytest.mark.parametrize('convs', [('conv2', ), ('conv2', 'conv3')], ids=['shared', 'shared++'])
+@pytest.mark.parametrize('convs', [('conv2',), ('conv2', 'conv3')], ids=['shared', 'shared++'])
 def test_whole_conv_sharing(convs):
     cfg = dict(type='SharedBasisResNet', depth=50, base_channels=8, shared_convs=convs, basis_sharing='conv')
     x = inputs()
@@ -163,9 +174,11 @@ def test_whole_conv_sharing(convs):
     new = MODELS.build(cfg)
     new.load_state_dict(state_dict, strict=True)
     raw = {}
-    hooks = [net.get_submodule(la['name']).register_forward_hook(lambda m, i, o, k=(tag, la['name']):
-                                                                 raw.__setitem__(k, o))
-             for tag, net in (('new', new), ('plain', plain)) for la in report['layers']]
+    hooks = [
+        net.get_submodule(la['name']).register_forward_hook(lambda m, i, o, k=(tag, la['name']): raw.__setitem__(k, o))
+        for tag, net in (('new', new), ('plain', plain))
+        for la in report['layers']
+    ]
     for a, b in zip(outputs(new, x), outputs(plain, x)):
         assert rel(a, b) < 1e-4
     for h in hooks:
@@ -214,8 +227,11 @@ def test_basis_norms_are_calibrated_identities():
     model = MODELS.build(R18)
     model.load_state_dict(state_dict, strict=True)
     seen = {}
-    hooks = [m.basis_norm.register_forward_hook(lambda mod, i, o, n=n: seen.__setitem__(n, (i[0], o)))
-             for n, m in model.named_modules() if isinstance(m, FactorizedConv2d)]
+    hooks = [
+        m.basis_norm.register_forward_hook(lambda mod, i, o, n=n: seen.__setitem__(n, (i[0], o)))
+        for n, m in model.named_modules()
+        if isinstance(m, FactorizedConv2d)
+    ]
     outputs(model, x)
     for h in hooks:
         h.remove()
@@ -235,8 +251,13 @@ def layouts(sd: Dict[str, Tensor]) -> Dict[str, Dict[str, Tensor]]:
         'torchvision': OrderedDict(**sd, **head),
         'mm-backbone': OrderedDict(sd),
         'mm-classifier': OrderedDict(**prefixed, **{f'head.{k}': v for k, v in head.items()}),
-        'mmdet-detector': OrderedDict(**prefixed, **{'neck.lateral_convs.0.conv.weight': torch.zeros(4, 8, 1, 1),
-                                                     'rpn_head.rpn_conv.weight': torch.zeros(4, 4, 3, 3)}),
+        'mmdet-detector': OrderedDict(
+            **prefixed,
+            **{
+                'neck.lateral_convs.0.conv.weight': torch.zeros(4, 8, 1, 1),
+                'rpn_head.rpn_conv.weight': torch.zeros(4, 4, 3, 3),
+            },
+        ),
     }
 
 
@@ -257,7 +278,7 @@ def test_layout_detection(tmp_path, layout, module_prefix):
 
 
 def test_unknown_layouts_are_refused():
-    with pytest.raises(CheckpointFormatError, match=r"no plain ResNet backbone found.*encoder\.weight.*torchvision"):
+    with pytest.raises(CheckpointFormatError, match=r'no plain ResNet backbone found.*encoder\.weight.*torchvision'):
         extract_plain_backbone({'encoder.weight': torch.zeros(2, 2)})
     with pytest.raises(CheckpointFormatError, match=r"'backbone\.' keys are not a ResNet.*patch_embed"):
         extract_plain_backbone({'backbone.patch_embed.proj.weight': torch.zeros(2, 2), 'neck.w': torch.zeros(1)})
@@ -293,8 +314,9 @@ def test_bad_targets():
     with pytest.raises(ValueError, match='als_iters=-1'):
         decompose_resnet(sd, R18, x, als_iters=-1)
     assert target_backbone_cfg(arch='ResNet34-S48U1*') == paper_backbone_cfg('ResNet34-S48U1*')
-    assert 'init_cfg' not in target_backbone_cfg(backbone_cfg=dict(R18, init_cfg=dict(type='Pretrained',
-                                                                                      checkpoint='x.pth')))
+    assert 'init_cfg' not in target_backbone_cfg(
+        backbone_cfg=dict(R18, init_cfg=dict(type='Pretrained', checkpoint='x.pth'))
+    )
 
 
 def test_checkpoint_api_refuses_bad_paths(tmp_path):
@@ -314,6 +336,7 @@ def test_checkpoint_api_refuses_bad_paths(tmp_path):
 
 def test_calibration_batch_from_images(tmp_path):
     import mmcv
+
     for i in range(3):
         mmcv.imwrite((torch.rand(20 + i, 30, 3) * 255).byte().numpy(), str(tmp_path / f'img{i}.png'))
     x, info = calibration_batch(str(tmp_path), num_images=2, img_size=32)
@@ -340,11 +363,27 @@ def test_tool_end_to_end(tmp_path, capsys):
     images = tmp_path / 'images'
     images.mkdir()
     import mmcv
+
     for i in range(2):
         mmcv.imwrite((torch.rand(40, 50, 3) * 255).byte().numpy(), str(images / f'{i}.jpg'))
 
-    assert tool.main([src, dst, '--backbone-config', json.dumps(R18), '--images', str(images), '--img-size', '32',
-                      '--num-images', '2']) == 0
+    assert (
+        tool.main(
+            [
+                src,
+                dst,
+                '--backbone-config',
+                json.dumps(R18),
+                '--images',
+                str(images),
+                '--img-size',
+                '32',
+                '--num-images',
+                '2',
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert 'layer4.1.conv2' in printed and 'overall: weight error' in printed
     assert "init_cfg=dict(type='Pretrained', checkpoint=" in printed
@@ -368,8 +407,23 @@ def test_tool_end_to_end(tmp_path, capsys):
     cfg_file.write_text(f'model = dict(backbone={R18!r})\n')
     tv = str(tmp_path / 'tv.pth')
     torch.save(OrderedDict((f'module.{k}', v) for k, v in layouts(sd)['torchvision'].items()), tv)
-    assert tool.main([tv, str(tmp_path / 'tv_shared.pth'), '--backbone-config', str(cfg_file), '--img-size', '32',
-                      '--num-images', '1', '--als-iters', '0']) == 0
+    assert (
+        tool.main(
+            [
+                tv,
+                str(tmp_path / 'tv_shared.pth'),
+                '--backbone-config',
+                str(cfg_file),
+                '--img-size',
+                '32',
+                '--num-images',
+                '1',
+                '--als-iters',
+                '0',
+            ]
+        )
+        == 0
+    )
     meta = torch.load(str(tmp_path / 'tv_shared.pth'), weights_only=True)['meta']
     assert meta['source_layout'] == 'torchvision' and meta['calibration']['kind'] == 'random normal'
 

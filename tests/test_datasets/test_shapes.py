@@ -18,8 +18,9 @@ def test_generation_is_deterministic_and_valid_coco(tmp_path):
     jb = json.load(open(osp.join(b, 'annotation.json')))
     assert ja == jb
     assert len(ja['images']) == 6 and [c['name'] for c in ja['categories']] == ['rectangle', 'ellipse', 'triangle']
-    assert ja['annotations'] and all(1 <= len([x for x in ja['annotations'] if x['image_id'] == im['id']]) <= 4
-                                     for im in ja['images'])
+    assert ja['annotations'] and all(
+        1 <= len([x for x in ja['annotations'] if x['image_id'] == im['id']]) <= 4 for im in ja['images']
+    )
     for ann in ja['annotations']:
         x, y, w, h = ann['bbox']
         assert 0 <= x and 0 <= y and x + w <= 64 and y + h <= 64 and w > 0 and h > 0
@@ -44,10 +45,16 @@ def test_existing_split_is_reused_or_refused(tmp_path):
     assert not [n for n in os.listdir(root) if n.startswith('.')]  # no partial folders left behind
 
 
-@pytest.mark.parametrize('kwargs, match', [
-    (dict(split='../x', num_images=2), 'split'), (dict(split='t', num_images=0), 'num_images=0'),
-    (dict(split='t', num_images=2, img_size=8), 'img_size=8'), (dict(split='t', num_images=2, seed=-1), 'seed'),
-    (dict(split='t', num_images=2, max_objects=0), 'max_objects=0')])
+@pytest.mark.parametrize(
+    'kwargs, match',
+    [
+        (dict(split='../x', num_images=2), 'split'),
+        (dict(split='t', num_images=0), 'num_images=0'),
+        (dict(split='t', num_images=2, img_size=8), 'img_size=8'),
+        (dict(split='t', num_images=2, seed=-1), 'seed'),
+        (dict(split='t', num_images=2, max_objects=0), 'max_objects=0'),
+    ],
+)
 def test_invalid_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate_shapes_split(str(tmp_path), **kwargs)
@@ -55,10 +62,20 @@ def test_invalid_arguments(tmp_path, kwargs, match):
 
 def test_registered_dataset_loads(tmp_path):
     init_default_scope('mmdet')
-    ds = DATASETS.build(dict(type='SyntheticShapesDataset', data_root=str(tmp_path), split='train', num_images=4,
-                             img_size=64, pipeline=[dict(type='LoadImageFromFile'),
-                                                    dict(type='LoadAnnotations', with_bbox=True),
-                                                    dict(type='PackDetInputs')]))
+    ds = DATASETS.build(
+        dict(
+            type='SyntheticShapesDataset',
+            data_root=str(tmp_path),
+            split='train',
+            num_images=4,
+            img_size=64,
+            pipeline=[
+                dict(type='LoadImageFromFile'),
+                dict(type='LoadAnnotations', with_bbox=True),
+                dict(type='PackDetInputs'),
+            ],
+        )
+    )
     assert isinstance(ds, SyntheticShapesDataset) and len(ds) == 4
     sample = ds[0]
     assert sample['inputs'].shape == (3, 64, 64)
@@ -100,6 +117,7 @@ def test_concurrent_generation_gives_one_complete_dataset(tmp_path):
 def _generate_and_die(root: str, kill_after: int) -> None:
     """Generate a split and SIGKILL this process right after image ``kill_after`` was written (deterministic)."""
     import mmbasis.datasets.shapes as shapes
+
     real_imwrite, written = shapes.cv2.imwrite, []
 
     def imwrite(path, img):
@@ -131,9 +149,14 @@ def test_generate_for_config_follows_wrappers(tmp_path):
     shapes = dict(type='SyntheticShapesDataset', data_root=root, num_images=2, img_size=32)
     cfg = dict(
         train_dataloader=dict(dataset=dict(type='RepeatDataset', times=2, dataset=dict(shapes, split='train'))),
-        val_dataloader=dict(dataset=dict(type='ConcatDataset', datasets=[dict(shapes, split='val', seed=1),
-                                                                         dict(type='CocoDataset', ann_file='x')])),
-        test_dataloader=dict(dataset=dict(shapes, split='val', seed=1)))
+        val_dataloader=dict(
+            dataset=dict(
+                type='ConcatDataset',
+                datasets=[dict(shapes, split='val', seed=1), dict(type='CocoDataset', ann_file='x')],
+            )
+        ),
+        test_dataloader=dict(dataset=dict(shapes, split='val', seed=1)),
+    )
     assert generate_shapes_for_config(cfg) == [osp.join(root, 'train'), osp.join(root, 'val')]
     assert sorted(os.listdir(root)) == ['train', 'val']
     cfg['test_dataloader']['dataset']['seed'] = 2  # the same folder with other arguments: refused

@@ -15,7 +15,7 @@ from mmbasis.engine import OrthogonalityRegularizerHook
 from mmbasis.models import orthogonality_loss
 from tests.toy import ToyDetector, toy_batch
 
-LAMBDA = 10.
+LAMBDA = 10.0
 
 
 def reference_l_orth(groups):
@@ -25,8 +25,8 @@ def reference_l_orth(groups):
     for g in groups:
         b = torch.cat([p.reshape(p.shape[0], -1) for _, p in g.shared]).double()
         d = b @ b.T - torch.eye(b.shape[0], dtype=torch.float64)
-        num[g.family] = num.get(g.family, 0.) + (d * d).sum()
-        den[g.family] = den.get(g.family, 0) + b.shape[0]**2
+        num[g.family] = num.get(g.family, 0.0) + (d * d).sum()
+        den[g.family] = den.get(g.family, 0) + b.shape[0] ** 2
     return sum(num[f] / den[f] for f in num)
 
 
@@ -50,7 +50,7 @@ def test_gradient_is_task_plus_lambda_orth():
     model = ToyDetector(shared_rank=3, basis_sharing='conv')
     with torch.no_grad():  # move the bases away from orthonormal so the term has a real gradient
         for p in model.backbone.shared_bases().values():
-            p.mul_(2.).add_(0.05)
+            p.mul_(2.0).add_(0.05)
     batch = toy_batch(2)
     task, _ = _grads(model, batch)
     model.zero_grad()
@@ -78,6 +78,7 @@ def test_gradient_is_task_plus_lambda_orth():
 def test_only_in_loss_mode(monkeypatch):
     """Other modes get the model's own output, and the regulariser is not even computed for them."""
     import mmbasis.engine.hooks.orthogonality_hook as hook_module
+
     calls = []
 
     def spy(*args, **kwargs):
@@ -111,8 +112,9 @@ def test_second_before_train_does_not_stack_the_term():
     assert len(model._forward_hooks) == 0 and hook._groups == []
 
 
-@pytest.mark.parametrize('options', [dict(pooling='basis'), dict(include_unique=True),
-                                     dict(pooling='basis', include_unique=True)])
+@pytest.mark.parametrize(
+    'options', [dict(pooling='basis'), dict(include_unique=True), dict(pooling='basis', include_unique=True)]
+)
 def test_options_reach_the_loss(options):
     torch.manual_seed(0)
     model = ToyDetector(shared_rank=3, unique_rank=2)
@@ -140,7 +142,7 @@ def test_float32_under_autocast_and_through_a_loss_scaler():
     expected = LAMBDA * reference_l_orth(model.backbone.basis_groups()).item()
     _attach(model)
     grads = []
-    for scale in (None, 2.**12):
+    for scale in (None, 2.0**12):
         model.zero_grad()
         with torch.autocast('cpu', dtype=torch.bfloat16):
             losses = model(**toy_batch(2), mode='loss')
@@ -148,7 +150,7 @@ def test_float32_under_autocast_and_through_a_loss_scaler():
         assert losses['loss_orth'].dtype == torch.float32
         assert losses['loss_orth'].item() == pytest.approx(expected, rel=1e-5)
         loss, _ = model.parse_losses(losses)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
         if scale is None:
             loss.backward()
         else:
@@ -223,6 +225,7 @@ def _train(model, batches, wrapper_model=None):
 def _ddp_worker(rank: int, world: int, port: int, init_state: dict, out_file: str):
     import torch.distributed as dist
     from mmengine.model import MMDistributedDataParallel
+
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     dist.init_process_group('gloo', rank=rank, world_size=world)
     torch.set_num_threads(1)
@@ -232,8 +235,10 @@ def _ddp_worker(rank: int, world: int, port: int, init_state: dict, out_file: st
     ddp = MMDistributedDataParallel(model)
     OrthogonalityRegularizerHook(loss_weight=LAMBDA).before_train(SimpleNamespace(model=ddp))
     per_rank = TOTAL_BATCH // world
-    batches = [dict(inputs=toy_batch(TOTAL_BATCH, seed=s)['inputs'][rank * per_rank:(rank + 1) * per_rank])
-               for s in range(STEPS)]
+    batches = [
+        dict(inputs=toy_batch(TOTAL_BATCH, seed=s)['inputs'][rank * per_rank : (rank + 1) * per_rank])
+        for s in range(STEPS)
+    ]
     logged = _train(model, batches, ddp)
     if rank == 0:
         torch.save(dict(state=model.state_dict(), loss_orth=torch.tensor(logged)), out_file)
@@ -276,6 +281,7 @@ def test_two_process_ddp_matches_single_process():
 def test_amp_optim_wrapper_on_gpu():
     """Under AmpOptimWrapper (fp16 autocast + loss scaler) loss_orth stays float32 and matches fp32."""
     from mmengine.optim import AmpOptimWrapper
+
     torch.manual_seed(0)
     model = ToyDetector(shared_rank=3).cuda()
     with torch.no_grad():
@@ -323,25 +329,28 @@ def test_runner_trains_the_demo_config_and_logs_loss_orth(tmp_path):
     from mmengine.runner import Runner
 
     from mmbasis.utils import get_config_path
+
     cfg = Config.fromfile(get_config_path('shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'))
     assert dict(type='OrthogonalityRegularizerHook', loss_weight=LAMBDA) in cfg.custom_hooks
     data = str(tmp_path / 'data')
-    cfg.merge_from_dict({
-        'work_dir': str(tmp_path / 'work'),
-        'train_dataloader.dataset.data_root': data,
-        'train_dataloader.dataset.num_images': 6,
-        'train_dataloader.dataset.img_size': 64,
-        'train_dataloader.batch_size': 2,
-        'train_dataloader.dataset.pipeline.2.scale': (64, 64),
-        'train_cfg.max_epochs': 1,
-        'model.backbone.base_channels': 16,
-        'model.backbone.shared_rank': 8,
-        'model.neck.in_channels': [16, 32, 64, 128],
-        'default_hooks.logger.interval': 1,
-        'default_hooks.checkpoint': None,
-        'param_scheduler': [],
-        'log_level': 'WARNING',
-    })
+    cfg.merge_from_dict(
+        {
+            'work_dir': str(tmp_path / 'work'),
+            'train_dataloader.dataset.data_root': data,
+            'train_dataloader.dataset.num_images': 6,
+            'train_dataloader.dataset.img_size': 64,
+            'train_dataloader.batch_size': 2,
+            'train_dataloader.dataset.pipeline.2.scale': (64, 64),
+            'train_cfg.max_epochs': 1,
+            'model.backbone.base_channels': 16,
+            'model.backbone.shared_rank': 8,
+            'model.neck.in_channels': [16, 32, 64, 128],
+            'default_hooks.logger.interval': 1,
+            'default_hooks.checkpoint': None,
+            'param_scheduler': [],
+            'log_level': 'WARNING',
+        }
+    )
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
     runner = Runner.from_cfg(cfg)

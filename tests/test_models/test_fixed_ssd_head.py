@@ -1,4 +1,5 @@
 """FixedSSDHead: mmdet 3.3's SSDHead with working predict(), same parameters."""
+
 import torch
 from mmdet.models.dense_heads import SSDHead
 from mmdet.structures import DetDataSample
@@ -7,19 +8,31 @@ from mmengine.registry import init_default_scope
 
 from mmbasis.models.dense_heads import FixedSSDHead
 
-HEAD = dict(num_classes=3, in_channels=(8, 16), stacked_convs=0, feat_channels=8, use_depthwise=True,
-            anchor_generator=dict(type='SSDAnchorGenerator', scale_major=False, strides=[16, 32], ratios=[[2, 3]] * 2,
-                                  min_sizes=[16, 32], max_sizes=[32, 64]),
-            bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.],
-                            target_stds=[0.1, 0.1, 0.2, 0.2]),
-            test_cfg=ConfigDict(nms_pre=100, nms=dict(type='nms', iou_threshold=0.45), min_bbox_size=0,
-                                score_thr=0.02, max_per_img=10))
+HEAD = dict(
+    num_classes=3,
+    in_channels=(8, 16),
+    stacked_convs=0,
+    feat_channels=8,
+    use_depthwise=True,
+    anchor_generator=dict(
+        type='SSDAnchorGenerator',
+        scale_major=False,
+        strides=[16, 32],
+        ratios=[[2, 3]] * 2,
+        min_sizes=[16, 32],
+        max_sizes=[32, 64],
+    ),
+    bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0, 0.0, 0.0, 0.0], target_stds=[0.1, 0.1, 0.2, 0.2]),
+    test_cfg=ConfigDict(
+        nms_pre=100, nms=dict(type='nms', iou_threshold=0.45), min_bbox_size=0, score_thr=0.02, max_per_img=10
+    ),
+)
 
 
 def _predict(head):
     torch.manual_seed(0)
     feats = (torch.rand(1, 8, 4, 4), torch.rand(1, 16, 2, 2))
-    sample = DetDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64), scale_factor=(1., 1.)))
+    sample = DetDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64), scale_factor=(1.0, 1.0)))
     return head.predict(feats, [sample], rescale=False)
 
 

@@ -27,10 +27,13 @@ def test_basis_conv_is_one_conv_over_unique_and_shared():
     assert conv.shared_basis is shared
 
 
-@pytest.mark.parametrize('kwargs, match', [
-    (dict(in_channels=8, unique_rank=-1), 'unique_rank'),
-    (dict(in_channels=8, unique_rank=0), 'at least one element'),
-])
+@pytest.mark.parametrize(
+    'kwargs, match',
+    [
+        (dict(in_channels=8, unique_rank=-1), 'unique_rank'),
+        (dict(in_channels=8, unique_rank=0), 'at least one element'),
+    ],
+)
 def test_basis_conv_invalid(kwargs, match):
     with pytest.raises(ValueError, match=match):
         BasisConv2d(**kwargs)

@@ -1,4 +1,5 @@
 """The set-up script of the README's two commands, run again on the environment the suite runs in."""
+
 import os
 import subprocess
 from pathlib import Path
@@ -14,8 +15,13 @@ def test_second_run_installs_nothing():
     before = STAMP.stat().st_mtime
     log = REPO / '.bootstrap.log'
     log_before = log.stat().st_mtime if log.exists() else None
-    proc = subprocess.run(['bash', str(REPO / 'tools' / 'bootstrap.sh')], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ))
+    proc = subprocess.run(
+        ['bash', str(REPO / 'tools' / 'bootstrap.sh')],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == '' and proc.stderr == ''  # no step ran
     assert STAMP.stat().st_mtime == before
@@ -23,8 +29,13 @@ def test_second_run_installs_nothing():
 
 
 def test_missing_interpreter_is_a_clear_error(tmp_path):
-    proc = subprocess.run(['bash', str(REPO / 'tools' / 'bootstrap.sh')], capture_output=True, text=True,
-                          timeout=60, env=dict(os.environ, PYTHON='python-does-not-exist'))
+    proc = subprocess.run(
+        ['bash', str(REPO / 'tools' / 'bootstrap.sh')],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHON='python-does-not-exist'),
+    )
     assert proc.returncode != 0
     assert "no Python interpreter 'python-does-not-exist'" in proc.stderr
     assert STAMP.is_file() or not (REPO / '.venv').exists()  # a good environment is never touched

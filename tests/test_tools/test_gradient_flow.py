@@ -10,8 +10,21 @@ from tests.test_tools.tiny import DEMO_CONFIG, run, tiny_options
 @pytest.mark.slow
 def test_gradient_flow_tool_writes_both_conditions(tmp_path):
     out_dir = str(tmp_path / 'gf')
-    proc = run(['tools/analysis_tools/gradient_flow.py', DEMO_CONFIG, '--iters', '2', '--seeds', '0', '1',
-                '--out-dir', out_dir, '--cfg-options', *tiny_options(str(tmp_path / 'data'), 1)])
+    proc = run(
+        [
+            'tools/analysis_tools/gradient_flow.py',
+            DEMO_CONFIG,
+            '--iters',
+            '2',
+            '--seeds',
+            '0',
+            '1',
+            '--out-dir',
+            out_dir,
+            '--cfg-options',
+            *tiny_options(str(tmp_path / 'data'), 1),
+        ]
+    )
     with open(osp.join(out_dir, 'gradient_flow.csv')) as f:
         rows = list(csv.DictReader(f))
     assert {r['condition'] for r in rows} == {'with', 'without'} and {r['seed'] for r in rows} == {'0', '1'}

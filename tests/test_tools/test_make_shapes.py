@@ -1,4 +1,5 @@
 """tools/dataset_converters/make_shapes.py: the dataset CLI (run in-process: main(argv))."""
+
 import json
 import os.path as osp
 
@@ -11,11 +12,17 @@ make_shapes = load_tool('tools/dataset_converters/make_shapes.py')
 
 def test_generates_the_splits_of_a_config(tmp_path, capsys):
     data = str(tmp_path / 'data')
-    opts = [f'train_dataloader.dataset.data_root={data}', 'train_dataloader.dataset.num_images=3',
-            'train_dataloader.dataset.img_size=40', f'val_dataloader.dataset.data_root={data}',
-            'val_dataloader.dataset.num_images=2', 'val_dataloader.dataset.img_size=40',
-            f'test_dataloader.dataset.data_root={data}', 'test_dataloader.dataset.num_images=2',
-            'test_dataloader.dataset.img_size=40']
+    opts = [
+        f'train_dataloader.dataset.data_root={data}',
+        'train_dataloader.dataset.num_images=3',
+        'train_dataloader.dataset.img_size=40',
+        f'val_dataloader.dataset.data_root={data}',
+        'val_dataloader.dataset.num_images=2',
+        'val_dataloader.dataset.img_size=40',
+        f'test_dataloader.dataset.data_root={data}',
+        'test_dataloader.dataset.num_images=2',
+        'test_dataloader.dataset.img_size=40',
+    ]
     assert make_shapes.main(['--config', DEMO_CONFIG, '--cfg-options', *opts]) == 0
     assert '2 split(s) ready' in capsys.readouterr().out
     with open(osp.join(data, 'train', 'annotation.json')) as f:

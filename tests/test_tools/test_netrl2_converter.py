@@ -9,6 +9,7 @@ compare the stage outputs with an independent functional forward that reads the 
 
 Opt-in: with ``NETRL2_ROOT=/path/to/Net_RL2`` the official classes themselves are built and compared.
 """
+
 import argparse
 import importlib.util
 import json
@@ -47,10 +48,18 @@ with open(FIXTURE) as f:
 
 # Official full-model parameter counts (classifier included), paper digest Sec. 7.1.
 DIGEST_PARAMS = {
-    'ResNet34-S48U1*': 11_786_968, 'ResNet34-S32U1*': 9_762_776, 'ResNet34-S16U1*': 7_738_584,
-    'ResNet34-S48U1': 9_436_888, 'ResNet34-S32U1': 8_196_056, 'ResNet34-S16U1': 6_955_224,
-    'ResNet50-Shared': 20_506_664, 'ResNet50-Shared++': 18_262_056, 'ResNet101-Shared': 29_471_784,
-    'MobileNetV2-Shared': 3_243_080, 'MobileNetV2-Shared++': 2_978_888, 'MobileNetV2-Shared++-ECA': 2_978_905,
+    'ResNet34-S48U1*': 11_786_968,
+    'ResNet34-S32U1*': 9_762_776,
+    'ResNet34-S16U1*': 7_738_584,
+    'ResNet34-S48U1': 9_436_888,
+    'ResNet34-S32U1': 8_196_056,
+    'ResNet34-S16U1': 6_955_224,
+    'ResNet50-Shared': 20_506_664,
+    'ResNet50-Shared++': 18_262_056,
+    'ResNet101-Shared': 29_471_784,
+    'MobileNetV2-Shared': 3_243_080,
+    'MobileNetV2-Shared++': 2_978_888,
+    'MobileNetV2-Shared++-ECA': 2_978_905,
 }
 
 
@@ -64,7 +73,7 @@ def official_state_dict(arch: str, seed: int = 0, prefix: str = '') -> 'OrderedD
         if key in entry['aliases']:
             sd[prefix + key] = sd[prefix + entry['aliases'][key]]
         elif key.endswith('num_batches_tracked'):
-            sd[prefix + key] = torch.tensor(int(torch.randint(1, 1000, (1, ), generator=g)))
+            sd[prefix + key] = torch.tensor(int(torch.randint(1, 1000, (1,), generator=g)))
         elif key.endswith('running_var'):
             sd[prefix + key] = torch.rand(shape, generator=g) + 0.5
         elif len(shape) == 1:  # BN weight/bias, running_mean, conv/linear bias
@@ -77,8 +86,9 @@ def official_state_dict(arch: str, seed: int = 0, prefix: str = '') -> 'OrderedD
 
 
 def _bn(x, sd, p):
-    return F.batch_norm(x, sd[p + 'running_mean'], sd[p + 'running_var'], sd[p + 'weight'], sd[p + 'bias'], False,
-                        0., 1e-5)
+    return F.batch_norm(
+        x, sd[p + 'running_mean'], sd[p + 'running_var'], sd[p + 'weight'], sd[p + 'bias'], False, 0.0, 1e-5
+    )
 
 
 def _conv(x, w, stride=1, bias=None, groups=1):
@@ -100,8 +110,11 @@ def _reference_resnet(sd, x) -> List[torch.Tensor]:
             if p + 'basis_conv1.weight' in sd:  # factorised basic block (single- or double-shared)
                 out = x
                 for n in (1, 2):
-                    shared = sd[p + 'shared_basis.weight'] if p + 'shared_basis.weight' in sd else \
-                        sd[p + f'shared_basis_{n}.weight']
+                    shared = (
+                        sd[p + 'shared_basis.weight']
+                        if p + 'shared_basis.weight' in sd
+                        else sd[p + f'shared_basis_{n}.weight']
+                    )
                     z = torch.cat((_conv(out, sd[p + f'basis_conv{n}.weight']), _conv(out, shared)), dim=1)
                     z = _conv(_bn(z, sd, p + f'basis_bn{n}.'), sd[p + f'coeff_conv{n}.weight'])
                     out = _bn(z, sd, p + f'bn{n}.')
@@ -116,8 +129,11 @@ def _reference_resnet(sd, x) -> List[torch.Tensor]:
                 out = F.relu(_bn(_conv(x, sd[p + 'conv1.weight']), sd, p + 'bn1.'))
                 out = F.relu(_bn(_conv(out, w2, stride), sd, p + 'bn2.'))
                 out = _bn(_conv(out, w3), sd, p + 'bn3.')
-            sc = _bn(_conv(x, sd[p + 'shortcut.0.weight'], stride), sd, p + 'shortcut.1.') \
-                if p + 'shortcut.0.weight' in sd else x
+            sc = (
+                _bn(_conv(x, sd[p + 'shortcut.0.weight'], stride), sd, p + 'shortcut.1.')
+                if p + 'shortcut.0.weight' in sd
+                else x
+            )
             x = F.relu(out + sc)
         outs.append(x)
     return outs
@@ -171,8 +187,11 @@ def rel_diff(ours, ref) -> float:
 def test_fixture_covers_every_arch_and_matches_digest_counts():
     assert set(OFFICIAL) == set(NETRL2_ARCHS)
     for arch, entry in OFFICIAL.items():
-        params = sum(torch.Size(s).numel() for k, s in entry['keys']
-                     if k not in entry['aliases'] and not k.endswith(('running_mean', 'running_var', 'tracked')))
+        params = sum(
+            torch.Size(s).numel()
+            for k, s in entry['keys']
+            if k not in entry['aliases'] and not k.endswith(('running_mean', 'running_var', 'tracked'))
+        )
         assert params == entry['params'] == DIGEST_PARAMS[arch], arch
 
 
@@ -197,8 +216,18 @@ def test_every_arch_converts_and_loads_strictly(arch):
     assert sum(p.numel() for p in model.parameters()) == OFFICIAL[arch]['params'] - n_fc
 
 
-@pytest.mark.parametrize('arch', ['ResNet34-S16U1', 'ResNet34-S16U1*', 'ResNet50-Shared', 'ResNet50-Shared++',
-                                  'MobileNetV2-Shared', 'MobileNetV2-Shared++', 'MobileNetV2-Shared++-ECA'])
+@pytest.mark.parametrize(
+    'arch',
+    [
+        'ResNet34-S16U1',
+        'ResNet34-S16U1*',
+        'ResNet50-Shared',
+        'ResNet50-Shared++',
+        'MobileNetV2-Shared',
+        'MobileNetV2-Shared++',
+        'MobileNetV2-Shared++-ECA',
+    ],
+)
 def test_converted_outputs_equal_official_reference(arch):
     sd = official_state_dict(arch, seed=1)
     model = build_ours(arch)
@@ -230,12 +259,12 @@ def test_reference_is_sensitive_to_the_shared_basis():
 # ------------------------------------------------------------------------------------------ bad inputs
 def test_wrong_arch_names_the_matching_one():
     sd = official_state_dict('ResNet34-S32U1*')
-    with pytest.raises(NetRL2ConversionError, match=r"shape mismatches: shared_basis_1_1\.weight .*ResNet34-S32U1\*"):
+    with pytest.raises(NetRL2ConversionError, match=r'shape mismatches: shared_basis_1_1\.weight .*ResNet34-S32U1\*'):
         convert_netrl2_state_dict(sd, 'ResNet34-S48U1*')
-    with pytest.raises(NetRL2ConversionError, match=r"unexpected official keys: .*shared_basis_1_1\.weight"):
+    with pytest.raises(NetRL2ConversionError, match=r'unexpected official keys: .*shared_basis_1_1\.weight'):
         convert_netrl2_state_dict(sd, 'ResNet34-S32U1')
     eca = official_state_dict('MobileNetV2-Shared++-ECA')
-    with pytest.raises(NetRL2ConversionError, match=r"chan_attention.*MobileNetV2-Shared\+\+-ECA"):
+    with pytest.raises(NetRL2ConversionError, match=r'chan_attention.*MobileNetV2-Shared\+\+-ECA'):
         convert_netrl2_state_dict(eca, 'MobileNetV2-Shared++')
     assert guess_netrl2_arch(eca) == ['MobileNetV2-Shared++-ECA']
 
@@ -262,8 +291,9 @@ def test_inconsistent_shared_copies_are_refused():
 
 def test_extract_accepts_official_and_plain_and_refuses_others():
     sd = official_state_dict('MobileNetV2-Shared')
-    got, info = extract_netrl2_state_dict({'net_state_dict': sd, 'acc': torch.tensor(72.4), 'epoch': 299,
-                                           'optimizer_state_dict': {}})
+    got, info = extract_netrl2_state_dict(
+        {'net_state_dict': sd, 'acc': torch.tensor(72.4), 'epoch': 299, 'optimizer_state_dict': {}}
+    )
     assert list(got) == list(sd) and info == {'epoch': 299, 'top1_acc': pytest.approx(72.4)}
     assert list(extract_netrl2_state_dict(sd)[0]) == list(sd)
     with pytest.raises(CheckpointFormatError, match='already converted'):
@@ -284,8 +314,15 @@ def test_cli_converts_and_backbone_loads_through_pretrained_init_cfg(tmp_path):
     arch = 'MobileNetV2-Shared++'
     sd = official_state_dict(arch, seed=3, prefix='module.')
     src, dst = str(tmp_path / 'official.pth'), str(tmp_path / 'out' / 'mmbasis.pth')
-    torch.save({'net_state_dict': sd, 'optimizer_state_dict': {'state': {}, 'param_groups': []},
-                'acc': torch.tensor(71.8), 'epoch': 297}, src)
+    torch.save(
+        {
+            'net_state_dict': sd,
+            'optimizer_state_dict': {'state': {}, 'param_groups': []},
+            'acc': torch.tensor(71.8),
+            'epoch': 297,
+        },
+        src,
+    )
     before = sha256(src)
     r = _run(src, dst, '--arch', arch)
     assert r.returncode == 0, r.stderr
@@ -309,7 +346,7 @@ def test_cli_converts_and_backbone_loads_through_pretrained_init_cfg(tmp_path):
     model.eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        ref = reference_forward(arch, {k[len('module.'):]: v for k, v in sd.items()}, x)
+        ref = reference_forward(arch, {k[len('module.') :]: v for k, v in sd.items()}, x)
         assert rel_diff(model(x), ref) < 1e-5
 
 
@@ -398,8 +435,10 @@ def test_against_official_code():
     """Opt-in (NETRL2_ROOT=<checkout of ssregibility/Net_RL2>): official models vs converted backbones."""
     root = os.environ.get('NETRL2_ROOT')
     if not root:
-        pytest.skip('NETRL2_ROOT is not set: point it at a checkout of github.com/ssregibility/Net_RL2 to compare '
-                    'converted backbones with the official models')
+        pytest.skip(
+            'NETRL2_ROOT is not set: point it at a checkout of github.com/ssregibility/Net_RL2 to compare '
+            'converted backbones with the official models'
+        )
     if not osp.isfile(osp.join(root, 'models', 'ilsvrc', 'resnet.py')):
         pytest.fail(f'NETRL2_ROOT={root!r} has no models/ilsvrc/resnet.py')
     results: Dict[str, float] = {}
@@ -411,8 +450,9 @@ def test_against_official_code():
         sd = official_state_dict(arch, seed=4)  # random BN statistics too
         net.load_state_dict(sd)
         model = build_ours(arch)
-        model.load_state_dict(convert_netrl2_state_dict({'module.' + k: v for k, v in net.state_dict().items()},
-                                                        arch), strict=True)
+        model.load_state_dict(
+            convert_netrl2_state_dict({'module.' + k: v for k, v in net.state_dict().items()}, arch), strict=True
+        )
         model.eval()
         x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
         with torch.no_grad():

@@ -9,6 +9,7 @@ is deterministic for a given thread count, the data order is a function of seed 
 DefaultSampler), and SafeCheckpointHook stores and restores the global random generators, which drive the
 augmentation (RandomFlip) and the RPN/RoI samplers. Any difference is therefore a bug, not round-off.
 """
+
 import json
 import os
 import os.path as osp
@@ -21,18 +22,31 @@ import mmbasis  # noqa: F401  (allowlist for weights_only loads of full checkpoi
 from tests.test_tools.tiny import DEMO_CONFIG, REPO, run, tiny_options
 
 
-def _train(work: str, data: str, epochs: int, hooks: list, resume: bool = False, expect_ok: bool = True,
-           extra: tuple = (), timeout: int = 600):
+def _train(
+    work: str,
+    data: str,
+    epochs: int,
+    hooks: list,
+    resume: bool = False,
+    expect_ok: bool = True,
+    extra: tuple = (),
+    timeout: int = 600,
+):
     """``tools/train.py`` on the demo config plus the test hooks ``hooks`` (config snippets), in a subprocess."""
     os.makedirs(work, exist_ok=True)
     config = osp.join(work, '..', f'{osp.basename(work)}_cfg.py')
     with open(config, 'w', encoding='utf-8') as f:
-        f.write(f"_base_ = '{DEMO_CONFIG}'\n"
-                "custom_imports = dict(imports=['mmbasis', 'tests.plugins.faults'], allow_failed_imports=False)\n"
-                "custom_hooks = [dict(type='FiniteLossHook'), dict(type='OrthogonalityRegularizerHook', "
-                f"loss_weight=10.0), {', '.join(hooks)}]\n")
-    args = ['tools/train.py', config, '--work-dir', work] + (['--resume'] if resume else []) + [
-        '--cfg-options', *tiny_options(data, epochs), *extra]
+        f.write(
+            f"_base_ = '{DEMO_CONFIG}'\n"
+            "custom_imports = dict(imports=['mmbasis', 'tests.plugins.faults'], allow_failed_imports=False)\n"
+            "custom_hooks = [dict(type='FiniteLossHook'), dict(type='OrthogonalityRegularizerHook', "
+            f'loss_weight=10.0), {", ".join(hooks)}]\n'
+        )
+    args = (
+        ['tools/train.py', config, '--work-dir', work]
+        + (['--resume'] if resume else [])
+        + ['--cfg-options', *tiny_options(data, epochs), *extra]
+    )
     return run(args, expect_ok=expect_ok, env=dict(PYTHONPATH=str(REPO)), timeout=timeout)
 
 
@@ -140,11 +154,16 @@ def test_memory_stays_flat_with_two_data_workers(tmp_path):
     the bound (allocator noise; a leak of one feature map per iteration would add > 60 MB)."""
     data, work = str(tmp_path / 'data'), str(tmp_path / 'work')
     state_file = str(tmp_path / 'state.json')
-    extra = ('train_dataloader.num_workers=2', 'train_dataloader.persistent_workers=True',
-             'train_dataloader.dataset.num_images=8', 'default_hooks.logger.interval=50',
-             'default_hooks.checkpoint.interval=100')
-    _train(work, data, 75, [f"dict(type='RecordStateHook',path='{state_file}',rss_every=10)"], extra=extra,
-           timeout=1800)
+    extra = (
+        'train_dataloader.num_workers=2',
+        'train_dataloader.persistent_workers=True',
+        'train_dataloader.dataset.num_images=8',
+        'default_hooks.logger.interval=50',
+        'default_hooks.checkpoint.interval=100',
+    )
+    _train(
+        work, data, 75, [f"dict(type='RecordStateHook',path='{state_file}',rss_every=10)"], extra=extra, timeout=1800
+    )
     with open(state_file, encoding='utf-8') as f:
         rss = json.load(f)['rss']
     assert len(rss) == 30  # 75 epochs x 4 iterations, sampled every 10

@@ -1,4 +1,5 @@
 """tools/analysis_tools/sharing_study.py on a tiny grid: two cells, one seed, two iterations per run."""
+
 import csv
 import json
 import os.path as osp
@@ -12,22 +13,49 @@ study = load_tool('tools/analysis_tools/sharing_study.py')
 
 def _options(data: str):
     size = 'scale=(64,64)'
-    return [f'train_dataloader.dataset.data_root={data}', 'train_dataloader.dataset.num_images=4',
-            'train_dataloader.dataset.img_size=64', 'train_dataloader.batch_size=2',
-            f'val_dataloader.dataset.data_root={data}', 'val_dataloader.dataset.num_images=2',
-            'val_dataloader.dataset.img_size=64', f'test_dataloader.dataset.data_root={data}',
-            'test_dataloader.dataset.num_images=2', 'test_dataloader.dataset.img_size=64',
-            f'val_evaluator.ann_file={data}/val/annotation.json', f'test_evaluator.ann_file={data}/val/annotation.json',
-            f'train_dataloader.dataset.pipeline.2.{size}', f'val_dataloader.dataset.pipeline.1.{size}',
-            f'test_dataloader.dataset.pipeline.1.{size}', 'model.backbone.base_channels=32',
-            'model.neck.in_channels=[32,64,128,256]', 'param_scheduler.0.end=1', 'default_hooks.logger.interval=1']
+    return [
+        f'train_dataloader.dataset.data_root={data}',
+        'train_dataloader.dataset.num_images=4',
+        'train_dataloader.dataset.img_size=64',
+        'train_dataloader.batch_size=2',
+        f'val_dataloader.dataset.data_root={data}',
+        'val_dataloader.dataset.num_images=2',
+        'val_dataloader.dataset.img_size=64',
+        f'test_dataloader.dataset.data_root={data}',
+        'test_dataloader.dataset.num_images=2',
+        'test_dataloader.dataset.img_size=64',
+        f'val_evaluator.ann_file={data}/val/annotation.json',
+        f'test_evaluator.ann_file={data}/val/annotation.json',
+        f'train_dataloader.dataset.pipeline.2.{size}',
+        f'val_dataloader.dataset.pipeline.1.{size}',
+        f'test_dataloader.dataset.pipeline.1.{size}',
+        'model.backbone.base_channels=32',
+        'model.neck.in_channels=[32,64,128,256]',
+        'param_scheduler.0.end=1',
+        'default_hooks.logger.interval=1',
+    ]
 
 
 @pytest.mark.slow
 def test_tiny_grid_writes_csv_summary_png_and_skips_finished_runs(tmp_path, capsys):
     out = str(tmp_path / 'study')
-    argv = ['--cells', 'r18', 'r18-s16u1-noreg', '--seeds', '0', '--epochs', '1', '--sv-every', '1',
-            '--out-dir', out, '--work-root', str(tmp_path / 'work'), '--cfg-options', *_options(str(tmp_path / 'data'))]
+    argv = [
+        '--cells',
+        'r18',
+        'r18-s16u1-noreg',
+        '--seeds',
+        '0',
+        '--epochs',
+        '1',
+        '--sv-every',
+        '1',
+        '--out-dir',
+        out,
+        '--work-root',
+        str(tmp_path / 'work'),
+        '--cfg-options',
+        *_options(str(tmp_path / 'data')),
+    ]
     assert study.main(argv + ['--dry-run']) == 0
     listing = capsys.readouterr().out
     assert '2 runs' in listing and '2 to run' in listing and listing.count('[pending]') == 2
@@ -36,7 +64,10 @@ def test_tiny_grid_writes_csv_summary_png_and_skips_finished_runs(tmp_path, caps
     assert study.main(argv) == 0
     with open(osp.join(out, 'runs.csv'), newline='') as f:
         rows = list(csv.DictReader(f))
-    assert [(r['cell'], r['seed'], r['regularizer']) for r in rows] == [('r18', '0', '0'), ('r18-s16u1-noreg', '0', '0')]
+    assert [(r['cell'], r['seed'], r['regularizer']) for r in rows] == [
+        ('r18', '0', '0'),
+        ('r18-s16u1-noreg', '0', '0'),
+    ]
     plain, shared = rows
     assert int(shared['backbone_params']) < int(plain['backbone_params'])  # sharing saves parameters
     assert int(plain['iters']) == 2 and 0 <= float(plain['bbox_mAP']) <= 1
@@ -67,14 +98,54 @@ def test_warm_start_study_decomposes_the_plain_run_and_fine_tunes(tmp_path, caps
     """A plain run of the study (2 epochs, checkpoint after epoch 1), then its warm start (1 more epoch)."""
     data, out, work = str(tmp_path / 'data'), str(tmp_path / 'study'), str(tmp_path / 'work')
     options = _options(data)
-    assert study.main(['--cells', 'r18', '--seeds', '0', '--epochs', '2', '--val-interval', '1', '--out-dir', out,
-                       '--work-root', work, '--cfg-options', *options]) == 0
+    assert (
+        study.main(
+            [
+                '--cells',
+                'r18',
+                '--seeds',
+                '0',
+                '--epochs',
+                '2',
+                '--val-interval',
+                '1',
+                '--out-dir',
+                out,
+                '--work-root',
+                work,
+                '--cfg-options',
+                *options,
+            ]
+        )
+        == 0
+    )
     assert osp.isfile(osp.join(work, 'r18_seed0_2e', 'epoch_1.pth'))
     warm = load_tool('tools/analysis_tools/warm_start_study.py')
     warm_out = str(tmp_path / 'warm')
-    argv = ['--pairs', 'r18:r18-s16u1', '--seeds', '0', '--from-epoch', '1', '--epochs', '1', '--val-interval', '1',
-            '--study-csv', osp.join(out, 'runs.csv'), '--study-work-root', work, '--work-root', str(tmp_path / 'w2'),
-            '--out-dir', warm_out, '--images', osp.join(data, 'train', 'images'), '--cfg-options', *options]
+    argv = [
+        '--pairs',
+        'r18:r18-s16u1',
+        '--seeds',
+        '0',
+        '--from-epoch',
+        '1',
+        '--epochs',
+        '1',
+        '--val-interval',
+        '1',
+        '--study-csv',
+        osp.join(out, 'runs.csv'),
+        '--study-work-root',
+        work,
+        '--work-root',
+        str(tmp_path / 'w2'),
+        '--out-dir',
+        warm_out,
+        '--images',
+        osp.join(data, 'train', 'images'),
+        '--cfg-options',
+        *options,
+    ]
     assert warm.main(argv) == 0
     with open(osp.join(warm_out, 'runs.csv'), newline='') as f:
         rows = list(csv.DictReader(f))

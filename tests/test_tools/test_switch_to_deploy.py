@@ -1,4 +1,5 @@
 """tools/model_converters/switch_to_deploy.py: trained detector checkpoint -> deploy checkpoint."""
+
 import copy
 import os.path as osp
 import subprocess
@@ -22,10 +23,24 @@ TOOL_MODULE = load_tool('tools/model_converters/switch_to_deploy.py')
 build_detector = TOOL_MODULE.build_detector
 convert_checkpoint_to_deploy = TOOL_MODULE.convert_checkpoint_to_deploy
 
-R18_S4U1 = dict(type='SharedBasisResNet', depth=18, base_channels=16, shared_rank=4, unique_rank=1,
-                basis_sharing='conv', norm_eval=False, init_cfg=None)
-MBV2_PP = dict(type='SharedBasisMobileNetV2', widen_factor=0.5, shared_convs=('expand_conv', 'linear_conv'),
-               with_eca=True, out_indices=(1, 2, 4, 7), init_cfg=None)
+R18_S4U1 = dict(
+    type='SharedBasisResNet',
+    depth=18,
+    base_channels=16,
+    shared_rank=4,
+    unique_rank=1,
+    basis_sharing='conv',
+    norm_eval=False,
+    init_cfg=None,
+)
+MBV2_PP = dict(
+    type='SharedBasisMobileNetV2',
+    widen_factor=0.5,
+    shared_convs=('expand_conv', 'linear_conv'),
+    with_eca=True,
+    out_indices=(1, 2, 4, 7),
+    init_cfg=None,
+)
 
 
 def write_config(tmp_path, backbone: dict, in_channels, name='cfg.py') -> str:
@@ -52,9 +67,16 @@ def make_training_checkpoint(cfg_path: str, path: str, seed: int = 0) -> torch.n
     hub = MessageHub.get_instance('test_switch_to_deploy')
     hub.update_scalar('train/loss', 1.5)  # -> a HistoryBuffer holding numpy arrays in the checkpoint
     optim = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    torch.save(dict(meta=dict(epoch=2, iter=40, dataset_meta=dict(classes=('a', 'b', 'c'))),
-                    state_dict=model.state_dict(), optimizer=optim.state_dict(), message_hub=hub.state_dict(),
-                    param_schedulers=[]), path)
+    torch.save(
+        dict(
+            meta=dict(epoch=2, iter=40, dataset_meta=dict(classes=('a', 'b', 'c'))),
+            state_dict=model.state_dict(),
+            optimizer=optim.state_dict(),
+            message_hub=hub.state_dict(),
+            param_schedulers=[],
+        ),
+        path,
+    )
     return model.eval()
 
 
@@ -74,8 +96,9 @@ def test_cli_deploy_checkpoint_equals_training_model(tmp_path):
     ckpt, out = str(tmp_path / 'epoch_2.pth'), str(tmp_path / 'deploy' / 'epoch_2_deploy.pth')
     trained = make_training_checkpoint(cfg_path, ckpt)
     sha = sha256(ckpt)
-    r = subprocess.run([sys.executable, TOOL, cfg_path, ckpt, out], capture_output=True, text=True, cwd=ROOT,
-                       timeout=300)
+    r = subprocess.run(
+        [sys.executable, TOOL, cfg_path, ckpt, out], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert r.returncode == 0, r.stderr
     assert '--cfg-options model.backbone.deploy=True' in r.stdout
     assert 'optimizer' in r.stdout  # reported as not carried over

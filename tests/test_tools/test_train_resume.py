@@ -1,5 +1,6 @@
 """tools/train.py, tools/test.py and mmdet's own tools/train.py on the demo config at a tiny size, including
 resuming a full training checkpoint on torch >= 2.6 with weights_only kept on."""
+
 import os.path as osp
 import pickle
 import shutil
@@ -61,7 +62,8 @@ def test_resume_full_checkpoint(trained, tmp_path, tool):
         assert not (work2 / 'epoch_1.pth').exists()  # epoch 1 was not trained again
     # the shared bases are still one tensor per stage after resuming
     assert [k for k in resumed['state_dict'] if 'shared_basis' in k] == [
-        f'backbone.layer{i}.shared_basis' for i in range(1, 5)]
+        f'backbone.layer{i}.shared_basis' for i in range(1, 5)
+    ]
 
 
 @pytest.mark.slow
@@ -70,8 +72,20 @@ def test_test_tool_evaluates_dumps_and_flips(trained, tmp_path, tool):
     data, work, _ = trained
     out_file = str(tmp_path / 'results.pkl')
     script = 'tools/test.py' if tool == 'ours' else str(MMDET_TOOLS / 'test.py')
-    proc = run([script, DEMO_CONFIG, osp.join(work, 'epoch_1.pth'), '--work-dir', str(tmp_path), '--out', out_file,
-                '--tta', '--cfg-options', *tiny_options(data, 1)])
+    proc = run(
+        [
+            script,
+            DEMO_CONFIG,
+            osp.join(work, 'epoch_1.pth'),
+            '--work-dir',
+            str(tmp_path),
+            '--out',
+            out_file,
+            '--tta',
+            '--cfg-options',
+            *tiny_options(data, 1),
+        ]
+    )
     assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
     assert 'DetTTAModel' in proc.stdout + proc.stderr
     with open(out_file, 'rb') as f:
@@ -79,13 +93,19 @@ def test_test_tool_evaluates_dumps_and_flips(trained, tmp_path, tool):
     assert len(results) == 2 and {'pred_instances', 'img_id'} <= set(results[0])
 
 
-@pytest.mark.parametrize('tool, argv, match', [
-    ('tools/train.py', ['configs/nope.py'], 'does not exist'),
-    ('tools/test.py', [DEMO_CONFIG, 'missing.pth'], 'does not exist'),
-    ('tools/test.py', [DEMO_CONFIG, DEMO_CONFIG, '--out', 'x.json'], 'must end with .pkl'),
-    ('tools/train.py', [DEMO_CONFIG, '--launcher', 'pytorch'] if not torch.cuda.is_available() else
-     ['configs/nope.py'], 'torchrun|does not exist'),
-])
+@pytest.mark.parametrize(
+    'tool, argv, match',
+    [
+        ('tools/train.py', ['configs/nope.py'], 'does not exist'),
+        ('tools/test.py', [DEMO_CONFIG, 'missing.pth'], 'does not exist'),
+        ('tools/test.py', [DEMO_CONFIG, DEMO_CONFIG, '--out', 'x.json'], 'must end with .pkl'),
+        (
+            'tools/train.py',
+            [DEMO_CONFIG, '--launcher', 'pytorch'] if not torch.cuda.is_available() else ['configs/nope.py'],
+            'torchrun|does not exist',
+        ),
+    ],
+)
 def test_tools_reject_bad_arguments(tool, argv, match):
     with pytest.raises(SystemExit, match=match):
         load_tool(tool).main(argv)

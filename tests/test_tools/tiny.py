@@ -1,4 +1,5 @@
 """The demo config shrunk for tests: 64x64 images, 4 train / 2 val images, batch 2, a narrow backbone."""
+
 import os
 import subprocess
 import sys
@@ -15,25 +16,37 @@ def tiny_options(data_root: str, max_epochs: int = 1) -> List[str]:
     """``--cfg-options`` for a run of ``max_epochs`` epochs of 2 iterations each on a private data root."""
     size = 'scale=(64,64)'
     return [
-        f'train_dataloader.dataset.data_root={data_root}', 'train_dataloader.dataset.num_images=4',
-        'train_dataloader.dataset.img_size=64', 'train_dataloader.batch_size=2',
-        f'val_dataloader.dataset.data_root={data_root}', 'val_dataloader.dataset.num_images=2',
-        'val_dataloader.dataset.img_size=64', f'test_dataloader.dataset.data_root={data_root}',
-        'test_dataloader.dataset.num_images=2', 'test_dataloader.dataset.img_size=64',
+        f'train_dataloader.dataset.data_root={data_root}',
+        'train_dataloader.dataset.num_images=4',
+        'train_dataloader.dataset.img_size=64',
+        'train_dataloader.batch_size=2',
+        f'val_dataloader.dataset.data_root={data_root}',
+        'val_dataloader.dataset.num_images=2',
+        'val_dataloader.dataset.img_size=64',
+        f'test_dataloader.dataset.data_root={data_root}',
+        'test_dataloader.dataset.num_images=2',
+        'test_dataloader.dataset.img_size=64',
         f'val_evaluator.ann_file={data_root}/val/annotation.json',
         f'test_evaluator.ann_file={data_root}/val/annotation.json',
-        f'train_dataloader.dataset.pipeline.2.{size}', f'val_dataloader.dataset.pipeline.1.{size}',
+        f'train_dataloader.dataset.pipeline.2.{size}',
+        f'val_dataloader.dataset.pipeline.1.{size}',
         f'test_dataloader.dataset.pipeline.1.{size}',
-        f'train_cfg.max_epochs={max_epochs}', f'train_cfg.val_interval={max_epochs}',
-        'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1',
-        'model.backbone.base_channels=16', 'model.backbone.shared_rank=4', 'model.neck.in_channels=[16,32,64,128]',
+        f'train_cfg.max_epochs={max_epochs}',
+        f'train_cfg.val_interval={max_epochs}',
+        'default_hooks.checkpoint.interval=1',
+        'default_hooks.logger.interval=1',
+        'model.backbone.base_channels=16',
+        'model.backbone.shared_rank=4',
+        'model.neck.in_channels=[16,32,64,128]',
         'param_scheduler.0.end=2',
         # an untrained detector may score every box below mmdet's 0.05: keep them all, so COCO metrics exist
-        'model.test_cfg.rcnn.score_thr=0.0']
+        'model.test_cfg.rcnn.score_thr=0.0',
+    ]
 
 
-def run(args: List[str], cwd: Path = REPO, expect_ok: bool = True, env: Optional[dict] = None,
-        timeout: int = 600) -> subprocess.CompletedProcess:
+def run(
+    args: List[str], cwd: Path = REPO, expect_ok: bool = True, env: Optional[dict] = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run ``python *args`` (or a ``bash`` script) in ``cwd``; assert the exit code when ``expect_ok``."""
     full_env = dict(os.environ, PYTHONWARNINGS='ignore', **(env or {}))
     cmd = args if args[0] == 'bash' else [sys.executable] + args

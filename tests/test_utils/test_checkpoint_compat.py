@@ -1,4 +1,5 @@
 """The weights_only allowlist of mmbasis: mmengine's log history loads, nothing else does."""
+
 import os
 import pickle
 
@@ -69,12 +70,15 @@ def test_unknown_globals_are_refused_and_not_executed(tmp_path):
         torch.load(path, weights_only=True)
 
 
-@pytest.mark.parametrize('owner, name', [
-    (HistoryBuffer, '__init__'),    # a method that is not a statistics method
-    (HistoryBuffer, 'update'),
-    (getattr, '__self__'),          # the builtins module, the way to eval/exec/__import__
-    (np.ndarray, 'tofile'),         # another allowlisted class
-])
+@pytest.mark.parametrize(
+    'owner, name',
+    [
+        (HistoryBuffer, '__init__'),  # a method that is not a statistics method
+        (HistoryBuffer, 'update'),
+        (getattr, '__self__'),  # the builtins module, the way to eval/exec/__import__
+        (np.ndarray, 'tofile'),  # another allowlisted class
+    ],
+)
 def test_getattr_is_limited_to_history_buffer_statistics(tmp_path, owner, name):
     path = _save({'payload': _GetAttr(owner, name)}, tmp_path)
     with pytest.raises(pickle.UnpicklingError, match='getattr'):

@@ -13,9 +13,11 @@ def test_finds_repo_configs():
 
 
 def test_missing_config_lists_close_matches():
-    with pytest.raises(FileNotFoundError, match='did you mean: shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'):
+    with pytest.raises(
+        FileNotFoundError, match='did you mean: shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'
+    ):
         get_config_path('shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shape.py')
-    with pytest.raises(FileNotFoundError, match='available: .*shared_basis/'):
+    with pytest.raises(FileNotFoundError, match='available: .*faster_rcnn/'):
         get_config_path('zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz.py')
 
 

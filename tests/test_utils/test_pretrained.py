@@ -1,4 +1,5 @@
 """A ``Pretrained`` init_cfg that does not fit a shared-basis backbone stops the run instead of training on silently."""
+
 import pytest
 import torch
 from mmdet.models.backbones import ResNet
@@ -57,7 +58,8 @@ def test_checkpoint_of_another_rank_or_depth_is_refused(tmp_path, other):
 
 def test_mobilenet_checks_too(tmp_path):
     path = _save(tmp_path, SharedBasisMobileNetV2(shared_convs=()), 'plain_mbv2.pth')
-    model = SharedBasisMobileNetV2(shared_convs=('expand_conv', 'linear_conv'),
-                                   init_cfg=dict(type='Pretrained', checkpoint=path))
+    model = SharedBasisMobileNetV2(
+        shared_convs=('expand_conv', 'linear_conv'), init_cfg=dict(type='Pretrained', checkpoint=path)
+    )
     with pytest.raises(ValueError, match='shape mismatches'):
         model.init_weights()

@@ -12,6 +12,7 @@ the iterations, mean over seeds with the min-max band) and prints a summary. The
 optimizer's base lr (schedulers are not stepped): this is an analysis of the first iterations, not a training
 run. A condition whose loss becomes non-finite stops there (recorded as such).
 """
+
 import argparse
 import csv
 import os
@@ -30,8 +31,20 @@ from mmbasis.models import singular_value_spread
 from mmbasis.utils.cli import load_config
 
 HOOK = 'OrthogonalityRegularizerHook'
-FIELDS = ['seed', 'condition', 'iter', 'basis', 'uses', 'grad_norm', 'grad_mean', 'grad_max', 'sigma_min', 'sigma_max',
-          'loss', 'loss_orth']
+FIELDS = [
+    'seed',
+    'condition',
+    'iter',
+    'basis',
+    'uses',
+    'grad_norm',
+    'grad_mean',
+    'grad_max',
+    'sigma_min',
+    'sigma_max',
+    'loss',
+    'loss_orth',
+]
 
 
 def run_condition(cfg, condition: str, iters: int, seed: int, loss_weight: float):
@@ -43,8 +56,9 @@ def run_condition(cfg, condition: str, iters: int, seed: int, loss_weight: float
     groups = model.backbone.basis_groups() if hasattr(model.backbone, 'basis_groups') else []
     groups = [g for g in groups if any(p.requires_grad for _, p in g.shared)]  # frozen stages: nothing to see
     if not groups:
-        raise SystemExit(f'error: the backbone {type(model.backbone).__name__} has no trainable shared bases '
-                         'to analyse')
+        raise SystemExit(
+            f'error: the backbone {type(model.backbone).__name__} has no trainable shared bases to analyse'
+        )
     if condition == 'with':
         hook_cfg = next((h for h in cfg.get('custom_hooks', []) if h.get('type') == HOOK), dict(type=HOOK))
         HOOKS.build(dict(hook_cfg, loss_weight=loss_weight)).before_train(SimpleNamespace(model=model))
@@ -59,19 +73,34 @@ def run_condition(cfg, condition: str, iters: int, seed: int, loss_weight: float
                 losses = model._run_forward(data, mode='loss')
             loss, log_vars = model.parse_losses(losses)
             if not torch.isfinite(loss):
-                print(f'seed {seed}, {condition} the regulariser: the loss is {loss.item()} at iteration {it}; '
-                      'this condition stops here')
+                print(
+                    f'seed {seed}, {condition} the regulariser: the loss is {loss.item()} at iteration {it}; '
+                    'this condition stops here'
+                )
                 return rows
             optim.backward(loss)
-            loss_orth = log_vars['loss_orth'].item() if 'loss_orth' in log_vars else 0.
+            loss_orth = log_vars['loss_orth'].item() if 'loss_orth' in log_vars else 0.0
             for g in groups:
-                grads = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
-                                   for _, p in g.shared])
+                grads = torch.cat(
+                    [(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for _, p in g.shared]
+                )
                 lo, hi = singular_value_spread(g)
-                rows.append(dict(seed=seed, condition=condition, iter=it, basis=g.name, uses=uses[g.name],
-                                 grad_norm=float(grads.norm()), grad_mean=float(grads.abs().mean()),
-                                 grad_max=float(grads.abs().max()), sigma_min=lo, sigma_max=hi, loss=loss.item(),
-                                 loss_orth=loss_orth))
+                rows.append(
+                    dict(
+                        seed=seed,
+                        condition=condition,
+                        iter=it,
+                        basis=g.name,
+                        uses=uses[g.name],
+                        grad_norm=float(grads.norm()),
+                        grad_mean=float(grads.abs().mean()),
+                        grad_max=float(grads.abs().max()),
+                        sigma_min=lo,
+                        sigma_max=hi,
+                        loss=loss.item(),
+                        loss_orth=loss_orth,
+                    )
+                )
             optim.step()
             optim.zero_grad()
             it += 1
@@ -83,6 +112,7 @@ def run_condition(cfg, condition: str, iters: int, seed: int, loss_weight: float
 def _uses(backbone, group) -> int:
     """How many convolutions use the group's shared bases (the depth of the recursion)."""
     from mmbasis.models.layers import BasisConv2d
+
     ids = {id(p) for _, p in group.shared}
     return sum(isinstance(m, BasisConv2d) and id(m.shared_basis) in ids for m in backbone.modules())
 
@@ -100,8 +130,10 @@ def _band(rows, basis: str, cond: str, key):
 
 def plot(rows, path: str) -> None:
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     bases = list(dict.fromkeys(r['basis'] for r in rows))
     seeds = sorted({r['seed'] for r in rows})
     fig, axes = plt.subplots(2, len(bases), figsize=(3.6 * len(bases), 6.2), squeeze=False)
@@ -158,11 +190,16 @@ def main(argv=None):
         for cond in ('with', 'without'):
             sel = [r for r in rows if r['basis'] == basis and r['condition'] == cond]
             late = [r['grad_norm'] for r in sel if r['iter'] >= half] or [float('nan')]
-            ends = [max((r for r in sel if r['seed'] == s), key=lambda r: r['iter']) for s in args.seeds
-                    if any(r['seed'] == s for r in sel)]
+            ends = [
+                max((r for r in sel if r['seed'] == s), key=lambda r: r['iter'])
+                for s in args.seeds
+                if any(r['seed'] == s for r in sel)
+            ]
             spread = sum(r['sigma_max'] / max(r['sigma_min'], 1e-12) for r in ends) / max(1, len(ends))
-            print(f'{basis:<44} {sel[0]["uses"] if sel else 0:>4} {cond:<8} {sum(late) / len(late):>17.3e} '
-                  f'{spread:>16.3f} {min(r["iter"] for r in ends) + 1 if ends else 0:>6}')
+            print(
+                f'{basis:<44} {sel[0]["uses"] if sel else 0:>4} {cond:<8} {sum(late) / len(late):>17.3e} '
+                f'{spread:>16.3f} {min(r["iter"] for r in ends) + 1 if ends else 0:>6}'
+            )
     print(f'wrote {csv_path} and {png_path}')
 
 

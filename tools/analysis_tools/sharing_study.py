@@ -19,6 +19,7 @@ A row is appended as soon as a run finishes; runs already in the CSV are skipped
 prints mean and standard deviation (over seeds) per cell, writes ``summary.md`` and the PNG (mAP against
 backbone parameters, error bars = one std, one marker per backbone, filled = regulariser on).
 """
+
 import argparse
 import csv
 import json
@@ -39,45 +40,89 @@ REG_HOOK = 'OrthogonalityRegularizerHook'
 @dataclass(frozen=True)
 class Cell:
     """A grid cell: a shapes config, with or without the regulariser."""
+
     key: str
     backbone: str
     config: str
     regularizer: bool
 
 
-CELLS = {c.key: c for c in (
-    Cell('r18', 'ResNet-18', 'shapes/faster-rcnn_r18_slim-fpn_scratch-8e_shapes.py', False),
-    Cell('r18-s16u1', 'ResNet-18 S16U1', 'shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py', True),
-    Cell('r18-s16u1-noreg', 'ResNet-18 S16U1', 'shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py', False),
-    Cell('r34', 'ResNet-34', 'shapes/faster-rcnn_r34_slim-fpn_scratch-8e_shapes.py', False),
-    Cell('r34-s48u1star', 'ResNet34-S48U1*', 'shapes/faster-rcnn_r34-s48u1star_slim-fpn_scratch-8e_shapes.py', True),
-    Cell('r34-s48u1star-noreg', 'ResNet34-S48U1*', 'shapes/faster-rcnn_r34-s48u1star_slim-fpn_scratch-8e_shapes.py',
-         False),
-    Cell('r34-s16u1star', 'ResNet34-S16U1*', 'shapes/faster-rcnn_r34-s16u1star_slim-fpn_scratch-8e_shapes.py', True),
-)}
+CELLS = {
+    c.key: c
+    for c in (
+        Cell('r18', 'ResNet-18', 'shapes/faster-rcnn_r18_slim-fpn_scratch-8e_shapes.py', False),
+        Cell('r18-s16u1', 'ResNet-18 S16U1', 'shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py', True),
+        Cell('r18-s16u1-noreg', 'ResNet-18 S16U1', 'shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py', False),
+        Cell('r34', 'ResNet-34', 'shapes/faster-rcnn_r34_slim-fpn_scratch-8e_shapes.py', False),
+        Cell(
+            'r34-s48u1star', 'ResNet34-S48U1*', 'shapes/faster-rcnn_r34-s48u1star_slim-fpn_scratch-8e_shapes.py', True
+        ),
+        Cell(
+            'r34-s48u1star-noreg',
+            'ResNet34-S48U1*',
+            'shapes/faster-rcnn_r34-s48u1star_slim-fpn_scratch-8e_shapes.py',
+            False,
+        ),
+        Cell(
+            'r34-s16u1star', 'ResNet34-S16U1*', 'shapes/faster-rcnn_r34-s16u1star_slim-fpn_scratch-8e_shapes.py', True
+        ),
+    )
+}
 
-FIELDS = ['cell', 'backbone', 'regularizer', 'seed', 'epochs', 'iters', 'backbone_params', 'detector_params',
-          'bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'wall_s', 'task_loss_final', 'task_loss_peak',
-          'loss_orth_final', 'l_orth_final', 'l_orth_max', 'orth_max_err_final', 'sigma_min', 'sigma_max',
-          'sigma_spread_final', 'val_curve', 'threads', 'jobs', 'options']
+FIELDS = [
+    'cell',
+    'backbone',
+    'regularizer',
+    'seed',
+    'epochs',
+    'iters',
+    'backbone_params',
+    'detector_params',
+    'bbox_mAP',
+    'bbox_mAP_50',
+    'bbox_mAP_75',
+    'wall_s',
+    'task_loss_final',
+    'task_loss_peak',
+    'loss_orth_final',
+    'l_orth_final',
+    'l_orth_max',
+    'orth_max_err_final',
+    'sigma_min',
+    'sigma_max',
+    'sigma_spread_final',
+    'val_curve',
+    'threads',
+    'jobs',
+    'options',
+]
 
 
 # ------------------------------------------------------------------------------------------------ one run
 def parse_options(options: List[str]) -> dict:
     """``--cfg-options`` strings (``key=value``) parsed as mmengine's tools parse them."""
     from mmengine.config import DictAction
+
     parser = argparse.ArgumentParser()
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     return parser.parse_args(['--cfg-options', *options]).cfg_options if options else {}
 
 
-def study_config(cell: Cell, seed: int, epochs: Optional[int], val_interval: Optional[int], work_dir: str,
-                 options: List[str], init_checkpoint: Optional[str] = None):
+def study_config(
+    cell: Cell,
+    seed: int,
+    epochs: Optional[int],
+    val_interval: Optional[int],
+    work_dir: str,
+    options: List[str],
+    init_checkpoint: Optional[str] = None,
+):
     """The cell's config with exactly the grid's overrides applied (``options``: ``key=value`` strings).
 
     ``init_checkpoint``: start the backbone from this checkpoint (``Pretrained`` init_cfg; the warm-start study).
     """
     from mmbasis.utils.cli import read_config
+
     cfg = read_config(osp.join(REPO, 'configs', cell.config), parse_options(options))
     cfg.randomness = dict(seed=seed)
     hooks = [h for h in cfg.get('custom_hooks', []) if cell.regularizer or h.get('type') != REG_HOOK]
@@ -91,8 +136,9 @@ def study_config(cell: Cell, seed: int, epochs: Optional[int], val_interval: Opt
                 sched.update(end=epochs, milestones=[max(1, round(0.75 * epochs))])
     cfg.train_cfg.val_interval = val_interval or cfg.train_cfg.max_epochs
     # the mid-schedule checkpoint is kept too: the warm-start study decomposes the plain detectors at half time
-    cfg.default_hooks.checkpoint = dict(type='SafeCheckpointHook', interval=max(1, cfg.train_cfg.max_epochs // 2),
-                                        max_keep_ckpts=2)
+    cfg.default_hooks.checkpoint = dict(
+        type='SafeCheckpointHook', interval=max(1, cfg.train_cfg.max_epochs // 2), max_keep_ckpts=2
+    )
     if init_checkpoint is not None:
         cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=init_checkpoint)
     cfg.work_dir = work_dir
@@ -154,8 +200,15 @@ def run_worker(spec: dict) -> dict:
     import mmbasis  # noqa: F401  (registers modules)
 
     cell = CELLS[spec['cell']]
-    cfg = study_config(cell, spec['seed'], spec['epochs'], spec['val_interval'], spec['work_dir'],
-                       spec['cfg_options'], spec.get('init_checkpoint'))
+    cfg = study_config(
+        cell,
+        spec['seed'],
+        spec['epochs'],
+        spec['val_interval'],
+        spec['work_dir'],
+        spec['cfg_options'],
+        spec.get('init_checkpoint'),
+    )
     runner = Runner.from_cfg(cfg)
     recorder = _recorder(sv_every=spec['sv_every'])
     runner.register_hook(recorder)
@@ -168,10 +221,16 @@ def run_worker(spec: dict) -> dict:
     warmup = max(s.get('end', 0) for s in cfg.param_scheduler if not s.get('by_epoch', True))
     spreads = recorder.sigmas[-1] if recorder.sigmas else []
     return dict(
-        cell=cell.key, backbone=cell.backbone, regularizer=int(cell.regularizer), seed=spec['seed'],
-        epochs=cfg.train_cfg.max_epochs, iters=runner.iter,
+        cell=cell.key,
+        backbone=cell.backbone,
+        regularizer=int(cell.regularizer),
+        seed=spec['seed'],
+        epochs=cfg.train_cfg.max_epochs,
+        iters=runner.iter,
         backbone_params=sum(p.numel() for p in model.backbone.parameters()),
-        detector_params=sum(p.numel() for p in model.parameters()), **last, wall_s=round(wall, 1),
+        detector_params=sum(p.numel() for p in model.parameters()),
+        **last,
+        wall_s=round(wall, 1),
         task_loss_final=statistics.fmean(recorder.task_loss[-iters_per_epoch:]),
         task_loss_peak=max(recorder.task_loss[warmup:] or recorder.task_loss),
         loss_orth_final=recorder.loss_orth[-1] if recorder.loss_orth else '',
@@ -181,8 +240,11 @@ def run_worker(spec: dict) -> dict:
         sigma_min=min(lo for row in recorder.sigmas for lo, _ in row) if recorder.sigmas else '',
         sigma_max=max(hi for row in recorder.sigmas for _, hi in row) if recorder.sigmas else '',
         sigma_spread_final=max(hi / max(lo, 1e-12) for lo, hi in spreads) if spreads else '',
-        val_curve=json.dumps(recorder.curve), threads=torch.get_num_threads(), jobs=spec['jobs'],
-        options=json.dumps(spec['cfg_options']))
+        val_curve=json.dumps(recorder.curve),
+        threads=torch.get_num_threads(),
+        jobs=spec['jobs'],
+        options=json.dumps(spec['cfg_options']),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ the grid
@@ -214,14 +276,21 @@ def launch(spec: dict, threads: int, log_path: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS='ignore')
     os.makedirs(osp.dirname(log_path), exist_ok=True)
     with open(log_path, 'w', encoding='utf-8') as log:
-        proc = subprocess.run([sys.executable, osp.abspath(__file__), '--worker', json.dumps(spec)], cwd=REPO,
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            [sys.executable, osp.abspath(__file__), '--worker', json.dumps(spec)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     with open(log_path, encoding='utf-8') as log:
         lines = log.read().splitlines()
-    result = next((ln[len('RESULT '):] for ln in reversed(lines) if ln.startswith('RESULT ')), None)
+    result = next((ln[len('RESULT ') :] for ln in reversed(lines) if ln.startswith('RESULT ')), None)
     if proc.returncode != 0 or result is None:
-        raise RuntimeError(f'run {spec["cell"]} seed {spec["seed"]} failed (exit {proc.returncode}); last lines of '
-                           f'{log_path}:\n' + '\n'.join(lines[-15:]))
+        raise RuntimeError(
+            f'run {spec["cell"]} seed {spec["seed"]} failed (exit {proc.returncode}); last lines of '
+            f'{log_path}:\n' + '\n'.join(lines[-15:])
+        )
     return json.loads(result)
 
 
@@ -236,15 +305,17 @@ def _mean_std(values: List[float]) -> str:
 
 def summarize(rows: List[dict]) -> str:
     """Markdown table: one line per cell, mean ± sample std over its seeds."""
-    lines = ['| backbone | regulariser | seeds | backbone params | bbox mAP | mAP@0.5 | mAP@0.75 | final task loss | '
-             'peak task loss | L_orth (end) | σmax/σmin (end) | wall min |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|']
+    lines = [
+        '| backbone | regulariser | seeds | backbone params | bbox mAP | mAP@0.5 | mAP@0.75 | final task loss | '
+        'peak task loss | L_orth (end) | σmax/σmin (end) | wall min |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ]
     for key, cell in CELLS.items():
         sel = [r for r in rows if r['cell'] == key]
         if not sel:
             continue
 
-        def col(name):
+        def col(name, sel=sel):
             return [float(r[name]) for r in sel if r[name] not in ('', None)]
 
         params = int(sel[0]['backbone_params'])
@@ -255,17 +326,31 @@ def summarize(rows: List[dict]) -> str:
             f'{_mean_std(col("task_loss_final"))} | {_mean_std(col("task_loss_peak"))} | '
             + (f'{statistics.fmean(col("l_orth_final")):.2e} | ' if col('l_orth_final') else '- | ')
             + (f'{statistics.fmean(spread):.3f} | ' if spread else '- | ')
-            + f'{statistics.fmean(col("wall_s")) / 60:.1f} |')
+            + f'{statistics.fmean(col("wall_s")) / 60:.1f} |'
+        )
     return '\n'.join(lines)
+
+
+def _reg_label(cell: Cell) -> str:
+    if 'S' not in cell.backbone:  # a plain backbone: no bases to regularise
+        return ''
+    return ' + reg.' if cell.regularizer else ' no reg.'
 
 
 def plot(rows: List[dict], path: str) -> None:
     """mAP against backbone parameters, error bars = one std over seeds; filled markers = regulariser on."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    markers = {'ResNet-18': 'o', 'ResNet-18 S16U1': 's', 'ResNet-34': 'D', 'ResNet34-S48U1*': '^',
-               'ResNet34-S16U1*': 'v'}
+
+    markers = {
+        'ResNet-18': 'o',
+        'ResNet-18 S16U1': 's',
+        'ResNet-34': 'D',
+        'ResNet34-S48U1*': '^',
+        'ResNet34-S16U1*': 'v',
+    }
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for key, cell in CELLS.items():
         sel = [r for r in rows if r['cell'] == key]
@@ -274,10 +359,17 @@ def plot(rows: List[dict], path: str) -> None:
         maps = [float(r['bbox_mAP']) for r in sel]
         x = int(sel[0]['backbone_params']) / 1e6 * (1.02 if not cell.regularizer and 'S' in cell.backbone else 1.0)
         std = statistics.stdev(maps) if len(maps) > 1 else 0.0
-        ax.errorbar(x, statistics.fmean(maps), yerr=std, marker=markers.get(cell.backbone, 'o'), markersize=8,
-                    capsize=4, linestyle='none', mfc=None if cell.regularizer or 'S' not in cell.backbone else 'white',
-                    label=f'{cell.backbone}{"" if "S" not in cell.backbone else (" + reg." if cell.regularizer else " no reg.")}'
-                    f' (n={len(maps)})')
+        ax.errorbar(
+            x,
+            statistics.fmean(maps),
+            yerr=std,
+            marker=markers.get(cell.backbone, 'o'),
+            markersize=8,
+            capsize=4,
+            linestyle='none',
+            mfc=None if cell.regularizer or 'S' not in cell.backbone else 'white',
+            label=f'{cell.backbone}{_reg_label(cell)} (n={len(maps)})',
+        )
     ax.set_xlabel('backbone parameters (M)')
     ax.set_ylabel('COCO bbox mAP (shapes val)')
     ax.set_title('Faster R-CNN from scratch on the shapes data: mean ± std over seeds')
@@ -304,23 +396,35 @@ def update_readme(readme: str, table: str, command: str, marker: str = 'sharing-
 # ------------------------------------------------------------------------------------------------ command line
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--cells', nargs='+', default=list(CELLS), metavar='CELL',
-                        help=f'grid cells (default: all): {", ".join(CELLS)}')
+    parser.add_argument(
+        '--cells', nargs='+', default=list(CELLS), metavar='CELL', help=f'grid cells (default: all): {", ".join(CELLS)}'
+    )
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    parser.add_argument('--epochs', type=int, help='epochs of every run (default: the configs\', 8)')
+    parser.add_argument('--epochs', type=int, help="epochs of every run (default: the configs', 8)")
     parser.add_argument('--val-interval', type=int, help='validate every E epochs (default: at the end only)')
     parser.add_argument('--jobs', type=int, default=1, help='runs at a time (default 1)')
     parser.add_argument('--threads', type=int, help='torch threads per run (default: cores / jobs)')
-    parser.add_argument('--sv-every', type=int, default=20, help='sample the bases\' statistics every N iterations')
+    parser.add_argument('--sv-every', type=int, default=20, help="sample the bases' statistics every N iterations")
     parser.add_argument('--out-dir', default=osp.join('docs', 'results', 'sharing_study'))
     parser.add_argument('--dry-run', action='store_true', help='list the runs (and which are done) and exit')
     parser.add_argument('--summary-only', action='store_true', help='summarise the CSV without training')
-    parser.add_argument('--readme', help='also write the summary table into this file between '
-                        '<!-- sharing-study:start --> and <!-- sharing-study:end -->')
-    parser.add_argument('--work-root', default=osp.join('work_dirs', 'sharing_study'),
-                        help='where the runs\' work dirs go (default work_dirs/sharing_study)')
-    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='overrides applied to every run (mmengine --cfg-options syntax)')
+    parser.add_argument(
+        '--readme',
+        help='also write the summary table into this file between '
+        '<!-- sharing-study:start --> and <!-- sharing-study:end -->',
+    )
+    parser.add_argument(
+        '--work-root',
+        default=osp.join('work_dirs', 'sharing_study'),
+        help="where the runs' work dirs go (default work_dirs/sharing_study)",
+    )
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        metavar='KEY=VALUE',
+        help='overrides applied to every run (mmengine --cfg-options syntax)',
+    )
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -350,13 +454,17 @@ def main(argv=None) -> int:
     epochs_key = args.epochs if args.epochs is not None else 8
     grid = [(c, s) for c in args.cells for s in args.seeds]
     pending = [(c, s) for c, s in grid if run_key(c, s, epochs_key, options) not in done]
-    print(f'sharing study: {len(grid)} runs ({len(args.cells)} cells x {len(args.seeds)} seeds, '
-          f'{epochs_key} epochs), {len(grid) - len(pending)} already in {csv_path}, {len(pending)} to run')
+    print(
+        f'sharing study: {len(grid)} runs ({len(args.cells)} cells x {len(args.seeds)} seeds, '
+        f'{epochs_key} epochs), {len(grid) - len(pending)} already in {csv_path}, {len(pending)} to run'
+    )
     if args.dry_run or args.summary_only:
         for c, s in grid:
             state = 'pending' if (c, s) in pending else 'done'
-            print(f'  {c:<22} seed {s}  {CELLS[c].config}  regulariser {"on" if CELLS[c].regularizer else "off"}'
-                  f'  [{state}]')
+            print(
+                f'  {c:<22} seed {s}  {CELLS[c].config}  regulariser {"on" if CELLS[c].regularizer else "off"}'
+                f'  [{state}]'
+            )
     if not (args.dry_run or args.summary_only) and pending:
         os.makedirs(args.out_dir, exist_ok=True)
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
@@ -364,13 +472,23 @@ def main(argv=None) -> int:
         def one(run):
             cell, seed = run
             work = osp.join(args.work_root, f'{cell}_seed{seed}_{epochs_key}e')
-            spec = dict(cell=cell, seed=seed, epochs=args.epochs, val_interval=args.val_interval, work_dir=work,
-                        cfg_options=args.cfg_options, sv_every=args.sv_every, jobs=args.jobs)
+            spec = dict(
+                cell=cell,
+                seed=seed,
+                epochs=args.epochs,
+                val_interval=args.val_interval,
+                work_dir=work,
+                cfg_options=args.cfg_options,
+                sv_every=args.sv_every,
+                jobs=args.jobs,
+            )
             row = launch(spec, threads, osp.join(work, 'study_run.log'))
             row['epochs'] = epochs_key
             append_row(csv_path, row)
-            print(f'  done: {cell} seed {seed}: bbox_mAP {float(row["bbox_mAP"]):.3f} in {row["wall_s"] / 60:.1f} min',
-                  flush=True)
+            print(
+                f'  done: {cell} seed {seed}: bbox_mAP {float(row["bbox_mAP"]):.3f} in {row["wall_s"] / 60:.1f} min',
+                flush=True,
+            )
             return row
 
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -389,7 +507,9 @@ def main(argv=None) -> int:
     plot(rows, osp.join(args.out_dir, 'sharing_study.png'))
     print(f'wrote {osp.join(args.out_dir, "summary.md")} and {osp.join(args.out_dir, "sharing_study.png")}')
     if args.readme:
-        update_readme(args.readme, table, 'python tools/analysis_tools/sharing_study.py ' + ' '.join(argv or sys.argv[1:]))
+        update_readme(
+            args.readme, table, 'python tools/analysis_tools/sharing_study.py ' + ' '.join(argv or sys.argv[1:])
+        )
     return 0
 
 

@@ -15,6 +15,7 @@ in the study (the study's validation curve gives the iterations each needs to re
 Results: ``runs.csv`` (a row per run, skipped on restart), ``summary.md`` and ``warm_start.png`` (mAP against
 total training iterations: plain, scratch and warm start; mean over seeds, band = min..max).
 """
+
 import argparse
 import importlib.util
 import json
@@ -38,6 +39,7 @@ def decompose(plain_ckpt: str, shared_cell: str, dst: str, images: str, options:
     import mmbasis  # noqa: F401
     from mmbasis.apis import decompose_checkpoint
     from mmbasis.utils.cli import read_config
+
     cfg = read_config(osp.join(study.REPO, 'configs', study.CELLS[shared_cell].config), study.parse_options(options))
     backbone = {k: v for k, v in cfg.model.backbone.items() if k != 'init_cfg'}
     return decompose_checkpoint(plain_ckpt, dst, backbone_cfg=backbone, images=images, num_images=16, img_size=160)
@@ -48,10 +50,19 @@ def _iters_to_reach(curve: List[list], target: float, offset: int = 0) -> Option
     return next((offset + it for _, it, m in curve if m >= target), None)
 
 
-def summarize(study_rows: List[dict], rows: List[dict], pairs: List[Tuple[str, str]], total_epochs: int,
-              from_epoch: int, iters_per_epoch: int) -> str:
-    lines = ['| backbone | start | training | seeds | bbox mAP | mAP@0.5 | iterations to reach 90 % of the '
-             'scratch mAP | decomposition error (weights / last stage) |', '|---|---|---|---|---|---|---|---|']
+def summarize(
+    study_rows: List[dict],
+    rows: List[dict],
+    pairs: List[Tuple[str, str]],
+    total_epochs: int,
+    from_epoch: int,
+    iters_per_epoch: int,
+) -> str:
+    lines = [
+        '| backbone | start | training | seeds | bbox mAP | mAP@0.5 | iterations to reach 90 % of the '
+        'scratch mAP | decomposition error (weights / last stage) |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
     for plain, shared in pairs:
         scratch = [r for r in study_rows if r['cell'] == shared and int(r['epochs']) == total_epochs]
         base = [r for r in study_rows if r['cell'] == plain and int(r['epochs']) == total_epochs]
@@ -61,7 +72,7 @@ def summarize(study_rows: List[dict], rows: List[dict], pairs: List[Tuple[str, s
         target = 0.9 * statistics.fmean(float(r['bbox_mAP']) for r in scratch)
         name = study.CELLS[shared].backbone
 
-        def reach(sel, offset=0):
+        def reach(sel, offset=0, target=target):
             its = [_iters_to_reach(json.loads(r['val_curve']), target, offset) for r in sel]
             hit = [i for i in its if i is not None]
             return f'{statistics.fmean(hit):.0f} ({len(hit)}/{len(its)} runs)' if hit else f'not reached (0/{len(its)})'
@@ -78,7 +89,8 @@ def summarize(study_rows: List[dict], rows: List[dict], pairs: List[Tuple[str, s
             f'{maps(scratch, "bbox_mAP_50")} | {reach(scratch)} | - |',
             f'| {name} | decomposed plain (epoch {from_epoch}) | {from_epoch} plain + {total_epochs - from_epoch} '
             f'epochs | {len(warm)} | {maps(warm, "bbox_mAP")} | {maps(warm, "bbox_mAP_50")} | {reach(warm, offset)} | '
-            f'{statistics.fmean(e[0] for e in errs):.3f} / {statistics.fmean(e[1] for e in errs):.3f} |']
+            f'{statistics.fmean(e[0] for e in errs):.3f} / {statistics.fmean(e[1] for e in errs):.3f} |',
+        ]
     return '\n'.join(lines)
 
 
@@ -93,16 +105,32 @@ def _band(curves: List[List[list]], offset: int):
 
 def plot(study_rows, rows, pairs, total_epochs: int, from_epoch: int, iters_per_epoch: int, path: str) -> None:
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4), squeeze=False)
     for ax, (plain, shared) in zip(axes[0], pairs):
-        series = [(study.CELLS[plain].backbone + ' (plain), scratch', 'tab:gray',
-                   [r for r in study_rows if r['cell'] == plain and int(r['epochs']) == total_epochs], 0),
-                  (study.CELLS[shared].backbone + ', scratch', 'tab:red',
-                   [r for r in study_rows if r['cell'] == shared and int(r['epochs']) == total_epochs], 0),
-                  (study.CELLS[shared].backbone + ', warm start', 'tab:blue',
-                   [r for r in rows if r['cell'] == f'{shared}-warm'], from_epoch * iters_per_epoch)]
+        series = [
+            (
+                study.CELLS[plain].backbone + ' (plain), scratch',
+                'tab:gray',
+                [r for r in study_rows if r['cell'] == plain and int(r['epochs']) == total_epochs],
+                0,
+            ),
+            (
+                study.CELLS[shared].backbone + ', scratch',
+                'tab:red',
+                [r for r in study_rows if r['cell'] == shared and int(r['epochs']) == total_epochs],
+                0,
+            ),
+            (
+                study.CELLS[shared].backbone + ', warm start',
+                'tab:blue',
+                [r for r in rows if r['cell'] == f'{shared}-warm'],
+                from_epoch * iters_per_epoch,
+            ),
+        ]
         for label, color, sel, offset in series:
             if not sel:
                 continue
@@ -133,8 +161,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--study-work-root', default=osp.join('work_dirs', 'sharing_study'))
     parser.add_argument('--work-root', default=osp.join('work_dirs', 'warm_start'))
     parser.add_argument('--out-dir', default=osp.join('docs', 'results', 'warm_start'))
-    parser.add_argument('--images', default=osp.join(study.REPO, 'data', 'shapes', 'train', 'images'),
-                        help='calibration images of the decomposition (default: the shapes training images)')
+    parser.add_argument(
+        '--images',
+        default=osp.join(study.REPO, 'data', 'shapes', 'train', 'images'),
+        help='calibration images of the decomposition (default: the shapes training images)',
+    )
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
     parser.add_argument('--dry-run', action='store_true')
     parser.add_argument('--summary-only', action='store_true')
@@ -144,8 +175,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     for p in args.pairs:
         plain, _, shared = p.partition(':')
         if plain not in study.CELLS or shared not in study.CELLS or not study.CELLS[shared].regularizer:
-            parser.error(f'--pairs {p!r}: give PLAIN:SHARED grid cells of sharing_study.py, the shared one with the '
-                         f'regulariser; cells: {", ".join(study.CELLS)}')
+            parser.error(
+                f'--pairs {p!r}: give PLAIN:SHARED grid cells of sharing_study.py, the shared one with the '
+                f'regulariser; cells: {", ".join(study.CELLS)}'
+            )
         pairs.append((plain, shared))
     args.pairs = pairs
     for name in ('from_epoch', 'epochs', 'val_interval', 'jobs'):
@@ -179,12 +212,25 @@ def main(argv=None) -> int:
             work = osp.join(args.work_root, f'{shared}-warm_seed{seed}')
             dst = osp.join(work, 'decomposed_backbone.pth')
             meta = decompose(src, shared, dst, args.images, args.cfg_options)
-            spec = dict(cell=shared, seed=seed, epochs=args.epochs, val_interval=args.val_interval, work_dir=work,
-                        cfg_options=args.cfg_options, sv_every=20, jobs=args.jobs, init_checkpoint=osp.abspath(dst))
+            spec = dict(
+                cell=shared,
+                seed=seed,
+                epochs=args.epochs,
+                val_interval=args.val_interval,
+                work_dir=work,
+                cfg_options=args.cfg_options,
+                sv_every=20,
+                jobs=args.jobs,
+                init_checkpoint=osp.abspath(dst),
+            )
             row = study.launch(spec, threads, osp.join(work, 'study_run.log'))
-            row.update(cell=f'{shared}-warm', epochs=args.epochs, source=src,
-                       weight_error=meta['report']['overall']['weight_error'],
-                       stage_errors=json.dumps([s['output_error'] for s in meta['report']['stages']]))
+            row.update(
+                cell=f'{shared}-warm',
+                epochs=args.epochs,
+                source=src,
+                weight_error=meta['report']['overall']['weight_error'],
+                stage_errors=json.dumps([s['output_error'] for s in meta['report']['stages']]),
+            )
             study.append_row(csv_path, row, FIELDS)
             print(f'  done: {shared} warm seed {seed}: bbox_mAP {float(row["bbox_mAP"]):.3f}', flush=True)
 
@@ -200,11 +246,16 @@ def main(argv=None) -> int:
     print(table)
     with open(osp.join(args.out_dir, 'summary.md'), 'w', encoding='utf-8') as f:
         f.write(table + '\n')
-    plot(study_rows, rows, args.pairs, total, args.from_epoch, iters_per_epoch,
-         osp.join(args.out_dir, 'warm_start.png'))
+    plot(
+        study_rows, rows, args.pairs, total, args.from_epoch, iters_per_epoch, osp.join(args.out_dir, 'warm_start.png')
+    )
     if args.readme:
-        study.update_readme(args.readme, table, 'python tools/analysis_tools/warm_start_study.py '
-                            + ' '.join(argv if argv is not None else sys.argv[1:]), marker='warm-start')
+        study.update_readme(
+            args.readme,
+            table,
+            'python tools/analysis_tools/warm_start_study.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
+            marker='warm-start',
+        )
     return 0
 
 

@@ -9,6 +9,7 @@
 Each split becomes ``ROOT/SPLIT/{images/*.png, annotation.json, meta.json}``; it is written atomically and an
 existing split is reused when it was generated with the same arguments and refused (exit code 1) otherwise.
 """
+
 import argparse
 import os.path as osp
 import sys
@@ -27,7 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', help=f'take the splits from this config (default: configs/{DEFAULT_CONFIG})')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='overrides for --config, key=value')
-    parser.add_argument('--root', help='generate one split under this folder instead of a config\'s splits')
+    parser.add_argument('--root', help="generate one split under this folder instead of a config's splits")
     parser.add_argument('--split', default='train', help='split folder name (with --root; default train)')
     parser.add_argument('--num-images', type=int, default=200, help='images in the split (with --root)')
     parser.add_argument('--img-size', type=int, default=160, help='square image side in pixels (with --root)')
@@ -35,8 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--max-objects', type=int, default=4, help='at most this many objects per image')
     args = parser.parse_args(argv)
     if args.root is not None and (args.config is not None or args.cfg_options):
-        parser.error('--root generates one split from explicit arguments; it cannot be combined with --config '
-                     'or --cfg-options')
+        parser.error(
+            '--root generates one split from explicit arguments; it cannot be combined with --config or --cfg-options'
+        )
     return args
 
 
@@ -45,8 +47,11 @@ def main(argv=None) -> int:
     t0 = time.time()
     try:
         if args.root is not None:
-            folders = [generate_shapes_split(args.root, args.split, args.num_images, args.img_size, args.seed,
-                                             args.max_objects)]
+            folders = [
+                generate_shapes_split(
+                    args.root, args.split, args.num_images, args.img_size, args.seed, args.max_objects
+                )
+            ]
         else:
             config = args.config or get_config_path(DEFAULT_CONFIG)
             if not osp.isfile(config):

@@ -49,6 +49,7 @@ MobileNetV2 (``MobileNetV2_Shared``, ``MobileNetV2_SharedDouble``)
 The classifier (``fc``, ``classifier``, CIFAR ``linear``) is dropped.
 
 """
+
 import argparse
 import os.path as osp
 import re
@@ -86,8 +87,7 @@ def _check_arch(arch: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- target side
 @cache
-def _target(arch: str) -> Tuple[Tuple[Tuple[str, Tuple[int, ...]], ...], Tuple[str, ...], str, Tuple[int, ...],
-                                bool]:
+def _target(arch: str) -> Tuple[Tuple[Tuple[str, Tuple[int, ...]], ...], Tuple[str, ...], str, Tuple[int, ...], bool]:
     """Build the mmbasis backbone of ``arch`` on the meta device (no memory, no init cost).
 
     Returns ``((key, shape), ...)`` of its state dict, its shared convs, its basis sharing mode, its shared
@@ -96,8 +96,13 @@ def _target(arch: str) -> Tuple[Tuple[Tuple[str, Tuple[int, ...]], ...], Tuple[s
     with torch.device('meta'):
         model = MODELS.build(paper_backbone_cfg(arch))
     shapes = tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
-    return (shapes, tuple(model.shared_convs), getattr(model, 'basis_sharing', ''),
-            tuple(getattr(model, 'shared_stages', ())), bool(getattr(model, 'with_eca', False)))
+    return (
+        shapes,
+        tuple(model.shared_convs),
+        getattr(model, 'basis_sharing', ''),
+        tuple(getattr(model, 'shared_stages', ())),
+        bool(getattr(model, 'with_eca', False)),
+    )
 
 
 def expected_shapes(arch: str) -> 'OrderedDict[str, Tuple[int, ...]]':
@@ -111,34 +116,57 @@ def _resnet_rules(shared_convs: Tuple[str, ...], sharing: str) -> List[_Rule]:
     blk = r'^layer(\d)\.(\d+)\.'
     rules: List[_Rule] = [
         (re.compile(r'^(conv1\.weight|bn1\.\w+)$'), lambda m: m[1], False),
-        (re.compile(blk + r'shortcut\.([01])\.(\w+)$'), lambda m: f'layer{m[1]}.{m[2]}.downsample.{m[3]}.{m[4]}',
-         False),
+        (
+            re.compile(blk + r'shortcut\.([01])\.(\w+)$'),
+            lambda m: f'layer{m[1]}.{m[2]}.downsample.{m[3]}.{m[4]}',
+            False,
+        ),
         (re.compile(blk + r'((?:conv|bn)[123]\.\w+)$'), lambda m: f'layer{m[1]}.{m[2]}.{m[3]}', False),
-        (re.compile(blk + r'basis_conv([12])\.weight$'), lambda m: f'layer{m[1]}.{m[2]}.conv{m[3]}.basis.unique_basis',
-         False),
-        (re.compile(blk + r'basis_bn([12])\.(\w+)$'), lambda m: f'layer{m[1]}.{m[2]}.conv{m[3]}.basis_norm.{m[4]}',
-         False),
-        (re.compile(blk + r'coeff_conv([12])\.weight$'), lambda m: f'layer{m[1]}.{m[2]}.conv{m[3]}.coeff.weight',
-         False),
+        (
+            re.compile(blk + r'basis_conv([12])\.weight$'),
+            lambda m: f'layer{m[1]}.{m[2]}.conv{m[3]}.basis.unique_basis',
+            False,
+        ),
+        (
+            re.compile(blk + r'basis_bn([12])\.(\w+)$'),
+            lambda m: f'layer{m[1]}.{m[2]}.conv{m[3]}.basis_norm.{m[4]}',
+            False,
+        ),
+        (
+            re.compile(blk + r'coeff_conv([12])\.weight$'),
+            lambda m: f'layer{m[1]}.{m[2]}.conv{m[3]}.coeff.weight',
+            False,
+        ),
     ]
     if sharing == 'stage':
-        rules += [(re.compile(r'^shared_basis_(\d)\.weight$'), lambda m: f'layer{m[1]}.shared_basis', False),
-                  (re.compile(blk + r'shared_basis\.weight$'), lambda m: f'layer{m[1]}.shared_basis', True)]
+        rules += [
+            (re.compile(r'^shared_basis_(\d)\.weight$'), lambda m: f'layer{m[1]}.shared_basis', False),
+            (re.compile(blk + r'shared_basis\.weight$'), lambda m: f'layer{m[1]}.shared_basis', True),
+        ]
     else:
+
         def conv_basis(stage: str, n: str) -> str:
             n = int(n)
             # an index beyond the shared convs names a key the backbone does not have -> reported as unexpected
             name = shared_convs[n - 1] if 1 <= n <= len(shared_convs) else f'official_{n}'
             return f'layer{stage}.shared_basis_{name}'
 
-        rules += [(re.compile(r'^shared_basis_(\d)_(\d)\.weight$'), lambda m: conv_basis(m[1], m[2]), False),
-                  (re.compile(blk + r'shared_basis_(\d)\.weight$'), lambda m: conv_basis(m[1], m[3]), True)]
+        rules += [
+            (re.compile(r'^shared_basis_(\d)_(\d)\.weight$'), lambda m: conv_basis(m[1], m[2]), False),
+            (re.compile(blk + r'shared_basis_(\d)\.weight$'), lambda m: conv_basis(m[1], m[3]), True),
+        ]
     return rules
 
 
-_MBV2_BLOCK = {'conv1': 'expand_conv.conv', 'bn1': 'expand_conv.bn', 'conv2': 'depthwise_conv.conv',
-               'bn2': 'depthwise_conv.bn', 'conv3': 'linear_conv.conv', 'bn3': 'linear_conv.bn',
-               'chan_attention.conv': 'eca.conv'}
+_MBV2_BLOCK = {
+    'conv1': 'expand_conv.conv',
+    'bn1': 'expand_conv.bn',
+    'conv2': 'depthwise_conv.conv',
+    'bn2': 'depthwise_conv.bn',
+    'conv3': 'linear_conv.conv',
+    'bn3': 'linear_conv.bn',
+    'chan_attention.conv': 'eca.conv',
+}
 _MBV2_SHARED = {'1': 'expand_conv', '2': 'linear_conv'}
 
 
@@ -158,19 +186,38 @@ def _mobilenet_rules(shared_convs: Tuple[str, ...], shared_stages: Tuple[int, ..
         (re.compile(r'^conv1\.0\.(weight|bias)$'), lambda m: f'conv2.conv.{m[1]}', False),
         (re.compile(r'^conv1\.1\.(\w+)$'), lambda m: f'conv2.bn.{m[1]}', False),
         (re.compile(r'^stage([17])\.' + blk_mod), lambda m: block_key(f'layer{m[1]}.0', f'{m[2]}.{m[3]}'), False),
-        (re.compile(r'^stage([2-6])\.(\d+)\.' + blk_mod),
-         lambda m: block_key(f'layer{m[1]}.{m[2]}', f'{m[3]}.{m[4]}'), False),
+        (
+            re.compile(r'^stage([2-6])\.(\d+)\.' + blk_mod),
+            lambda m: block_key(f'layer{m[1]}.{m[2]}', f'{m[3]}.{m[4]}'),
+            False,
+        ),
     ]
     if len(shared_convs) == 1:
-        rules += [(re.compile(r'^shared_basis_(\d)\.weight$'),
-                   lambda m: f'layer{stage_of(m[1])}.shared_basis_expand_conv', False),
-                  (re.compile(r'^stage([2-6])\.(\d+)\.shared_basis1\.weight$'),
-                   lambda m: f'layer{m[1]}.shared_basis_expand_conv', True)]
+        rules += [
+            (
+                re.compile(r'^shared_basis_(\d)\.weight$'),
+                lambda m: f'layer{stage_of(m[1])}.shared_basis_expand_conv',
+                False,
+            ),
+            (
+                re.compile(r'^stage([2-6])\.(\d+)\.shared_basis1\.weight$'),
+                lambda m: f'layer{m[1]}.shared_basis_expand_conv',
+                True,
+            ),
+        ]
     else:
-        rules += [(re.compile(r'^shared_basis_(\d)_([12])\.weight$'),
-                   lambda m: f'layer{stage_of(m[1])}.shared_basis_{_MBV2_SHARED[m[2]]}', False),
-                  (re.compile(r'^stage([2-6])\.(\d+)\.shared_basis([12])\.weight$'),
-                   lambda m: f'layer{m[1]}.shared_basis_{_MBV2_SHARED[m[3]]}', True)]
+        rules += [
+            (
+                re.compile(r'^shared_basis_(\d)_([12])\.weight$'),
+                lambda m: f'layer{stage_of(m[1])}.shared_basis_{_MBV2_SHARED[m[2]]}',
+                False,
+            ),
+            (
+                re.compile(r'^stage([2-6])\.(\d+)\.shared_basis([12])\.weight$'),
+                lambda m: f'layer{m[1]}.shared_basis_{_MBV2_SHARED[m[3]]}',
+                True,
+            ),
+        ]
     return rules
 
 
@@ -208,14 +255,16 @@ def _convert(state_dict: Mapping[str, Tensor], arch: str) -> 'OrderedDict[str, T
                     raise NetRL2ConversionError(
                         f'{key!r} should be a copy of the shared basis {sources[new][0][0]!r} (the official model '
                         'registers each shared conv on every block using it) but the values differ: the '
-                        'checkpoint is inconsistent')
+                        'checkpoint is inconsistent'
+                    )
                 sources.setdefault(new, []).append((key, alias))
                 values.setdefault(new, value)
                 break
         else:
             unknown.append(key)
-    collisions = [f'{new} <- {[k for k, _ in src]}' for new, src in sources.items()
-                  if sum(not alias for _, alias in src) > 1]
+    collisions = [
+        f'{new} <- {[k for k, _ in src]}' for new, src in sources.items() if sum(not alias for _, alias in src) > 1
+    ]
     if collisions:
         raise NetRL2ConversionError(f'several official keys map to one mmbasis key: {brief(collisions)}')
 
@@ -223,8 +272,11 @@ def _convert(state_dict: Mapping[str, Tensor], arch: str) -> 'OrderedDict[str, T
     official_name = {new: src[0][0] for new, src in sources.items()}
     unexpected = unknown + [official_name[k] for k in values if k not in expected]
     missing = [k for k in expected if k not in values and not k.endswith('.num_batches_tracked')]
-    mismatched = [f'{official_name[k]} {tuple(v.shape)} -> {k} expects {expected[k]}' for k, v in values.items()
-                  if k in expected and tuple(v.shape) != expected[k]]
+    mismatched = [
+        f'{official_name[k]} {tuple(v.shape)} -> {k} expects {expected[k]}'
+        for k, v in values.items()
+        if k in expected and tuple(v.shape) != expected[k]
+    ]
     problems = []
     if unexpected:
         problems.append(f'unexpected official keys: {brief(unexpected)}')
@@ -233,8 +285,9 @@ def _convert(state_dict: Mapping[str, Tensor], arch: str) -> 'OrderedDict[str, T
     if mismatched:
         problems.append(f'shape mismatches: {brief(mismatched)}')
     if problems:
-        raise NetRL2ConversionError(f'the checkpoint is not an official {arch} ({NETRL2_ARCHS[arch]}) model: '
-                                    + '; '.join(problems))
+        raise NetRL2ConversionError(
+            f'the checkpoint is not an official {arch} ({NETRL2_ARCHS[arch]}) model: ' + '; '.join(problems)
+        )
     out = OrderedDict()
     for k in expected:  # mmbasis order; BN counters absent from very old checkpoints start at 0
         out[k] = values[k] if k in values else torch.tensor(0, dtype=torch.long)
@@ -279,8 +332,11 @@ def convert_netrl2_state_dict(state_dict: Mapping[str, Tensor], arch: str) -> 'O
         return _convert(state_dict, arch)
     except NetRL2ConversionError as e:
         others = [a for a in guess_netrl2_arch(state_dict) if a != arch]
-        hint = f' It matches --arch {" / ".join(repr(a) for a in others)}.' if others else \
-            f' Known archs: {", ".join(NETRL2_ARCHS)}.'
+        hint = (
+            f' It matches --arch {" / ".join(repr(a) for a in others)}.'
+            if others
+            else f' Known archs: {", ".join(NETRL2_ARCHS)}.'
+        )
         raise NetRL2ConversionError(str(e) + hint) from None
 
 
@@ -303,16 +359,22 @@ def extract_netrl2_state_dict(checkpoint) -> Tuple['OrderedDict[str, Tensor]', d
     if isinstance(checkpoint, Mapping) and 'state_dict' in checkpoint:
         raise NetRL2ConversionError(
             "this is an mmengine/mmdet checkpoint (it has 'state_dict', not 'net_state_dict'), not an official "
-            'Net_RL2 one; if it came from this converter it is already converted')
-    if isinstance(checkpoint, Mapping) and checkpoint and all(
-            isinstance(k, str) and isinstance(v, Tensor) for k, v in checkpoint.items()):
+            'Net_RL2 one; if it came from this converter it is already converted'
+        )
+    if (
+        isinstance(checkpoint, Mapping)
+        and checkpoint
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in checkpoint.items())
+    ):
         return OrderedDict(checkpoint), {}
     if isinstance(checkpoint, Mapping):
         found = f'a dict with keys {brief([repr(k) for k in checkpoint])}' if checkpoint else 'an empty dict'
     else:
         found = f'a {type(checkpoint).__name__}'
-    raise NetRL2ConversionError(f"expected an official Net_RL2 checkpoint (a dict with 'net_state_dict', as saved "
-                                f'by train_ilsvrc.py) or a plain state dict; found {found}')
+    raise NetRL2ConversionError(
+        f"expected an official Net_RL2 checkpoint (a dict with 'net_state_dict', as saved "
+        f'by train_ilsvrc.py) or a plain state dict; found {found}'
+    )
 
 
 def load_netrl2_checkpoint(path: str) -> Tuple['OrderedDict[str, Tensor]', dict]:
@@ -329,10 +391,14 @@ def load_netrl2_checkpoint(path: str) -> Tuple['OrderedDict[str, Tensor]', dict]
 
 def netrl2_checkpoint_meta(arch: str, source: Optional[str] = None, info: Optional[dict] = None) -> dict:
     """``meta`` of a converted checkpoint (plain Python types only, so it loads with ``weights_only``)."""
-    meta = dict(arch=arch, official_model=NETRL2_ARCHS[arch], backbone_cfg=paper_backbone_cfg(arch),
-                keys='relative to the backbone: use init_cfg=dict(type="Pretrained", checkpoint=...) on the '
-                'backbone', converter='mmbasis tools/model_converters/netrl2_to_mmbasis.py',
-                mmbasis_version=mmbasis.__version__)
+    meta = dict(
+        arch=arch,
+        official_model=NETRL2_ARCHS[arch],
+        backbone_cfg=paper_backbone_cfg(arch),
+        keys='relative to the backbone: use init_cfg=dict(type="Pretrained", checkpoint=...) on the backbone',
+        converter='mmbasis tools/model_converters/netrl2_to_mmbasis.py',
+        mmbasis_version=mmbasis.__version__,
+    )
     if source is not None:
         meta['source'] = str(source)
     for k, v in (info or {}).items():
@@ -344,11 +410,13 @@ def netrl2_checkpoint_meta(arch: str, source: Optional[str] = None, info: Option
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Convert an official Net_RL2 checkpoint into an mmbasis backbone checkpoint',
-        epilog='archs: ' + ', '.join(NETRL2_ARCHS))
+        epilog='archs: ' + ', '.join(NETRL2_ARCHS),
+    )
     parser.add_argument('src', help='official checkpoint (.pth) to read; never modified')
     parser.add_argument('dst', help='output checkpoint (.pth); written atomically')
-    parser.add_argument('--arch', required=True, metavar='NAME',
-                        help='paper model name of SRC, e.g. "ResNet34-S48U1*" (quote the *)')
+    parser.add_argument(
+        '--arch', required=True, metavar='NAME', help='paper model name of SRC, e.g. "ResNet34-S48U1*" (quote the *)'
+    )
     args = parser.parse_args(argv)
     if args.arch not in NETRL2_ARCHS:
         parser.error(f'--arch {args.arch!r} is not known; choose one of: {", ".join(NETRL2_ARCHS)}')
@@ -359,8 +427,10 @@ def usage_snippet(arch: str, dst: str) -> str:
     """The detector-config lines that load ``dst`` into the backbone of ``arch``."""
     cfg = paper_backbone_cfg(arch)
     body = ', '.join(f'{k}={v!r}' for k, v in cfg.items())
-    return (f"model = dict(backbone=dict(_delete_=True, {body},\n"
-            f"                           init_cfg=dict(type='Pretrained', checkpoint={dst!r})))")
+    return (
+        f'model = dict(backbone=dict(_delete_=True, {body},\n'
+        f"                           init_cfg=dict(type='Pretrained', checkpoint={dst!r})))"
+    )
 
 
 def main(argv=None) -> int:
@@ -376,8 +446,10 @@ def main(argv=None) -> int:
         print(f'error: {e}', file=sys.stderr)
         return 1
     n_params = sum(v.numel() for k, v in converted.items() if v.is_floating_point() and 'running_' not in k)
-    print(f'converted {args.src} ({NETRL2_ARCHS[args.arch]}) -> {args.dst}: {len(converted)} tensors, '
-          f'{n_params:,} parameters (classifier dropped)')
+    print(
+        f'converted {args.src} ({NETRL2_ARCHS[args.arch]}) -> {args.dst}: {len(converted)} tensors, '
+        f'{n_params:,} parameters (classifier dropped)'
+    )
     print('use it as the backbone init in a detector config:\n' + usage_snippet(args.arch, args.dst))
     return 0
 

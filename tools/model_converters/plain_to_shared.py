@@ -29,6 +29,7 @@ source=...))`` with keys relative to the backbone; use it as the backbone's own 
 
 Expect a large error for untrained weights; trained filters have faster-decaying spectra. Fine-tune after.
 """
+
 import argparse
 import json
 import os.path as osp
@@ -46,19 +47,26 @@ RESNET_ARCHS = [n for n, m in PAPER_MODELS.items() if m.backbone.get('type') == 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Decompose a plain pretrained ResNet into shared filter bases (mmbasis backbone checkpoint)',
-        epilog='paper archs: ' + ', '.join(RESNET_ARCHS))
+        epilog='paper archs: ' + ', '.join(RESNET_ARCHS),
+    )
     parser.add_argument('src', help='plain ResNet checkpoint (.pth) to read; never modified')
     parser.add_argument('dst', help='output checkpoint (.pth); written atomically')
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument('--arch', metavar='NAME', help='paper model name of the target, e.g. "ResNet34-S48U1*"')
-    target.add_argument('--backbone-config', metavar='FILE_OR_JSON',
-                        help='SharedBasisResNet config: a .py/.json file (backbone = dict(...) or model.backbone) '
-                        'or a JSON dict')
+    target.add_argument(
+        '--backbone-config',
+        metavar='FILE_OR_JSON',
+        help='SharedBasisResNet config: a .py/.json file (backbone = dict(...) or model.backbone) or a JSON dict',
+    )
     parser.add_argument('--images', metavar='DIR', help='folder of calibration images (default: random inputs)')
     parser.add_argument('--num-images', type=int, default=8, help='calibration batch size (default 8)')
     parser.add_argument('--img-size', type=int, default=224, help='calibration image side (default 224)')
-    parser.add_argument('--als-iters', type=int, default=25,
-                        help='alternating refinement steps per basis; 0 = closed-form fits only (default 25)')
+    parser.add_argument(
+        '--als-iters',
+        type=int,
+        default=25,
+        help='alternating refinement steps per basis; 0 = closed-form fits only (default 25)',
+    )
     parser.add_argument('--seed', type=int, default=0, help='seed of the random calibration inputs')
     return parser.parse_args(argv)
 
@@ -71,12 +79,15 @@ def read_backbone_config(value: str) -> dict:
                 cfg = json.load(f)
         else:
             from mmengine.config import Config
+
             cfg = Config.fromfile(value).to_dict()
         if isinstance(cfg, dict) and 'type' not in cfg:
             cfg = cfg.get('backbone') or (cfg.get('model') or {}).get('backbone')
         if not isinstance(cfg, dict):
-            raise ValueError(f'--backbone-config {value!r} holds no backbone config: give a file with '
-                             '`backbone = dict(...)` or `model = dict(backbone=...)`, or a JSON dict')
+            raise ValueError(
+                f'--backbone-config {value!r} holds no backbone config: give a file with '
+                '`backbone = dict(...)` or `model = dict(backbone=...)`, or a JSON dict'
+            )
         return cfg
     try:
         cfg = json.loads(value)
@@ -90,23 +101,35 @@ def read_backbone_config(value: str) -> dict:
 def usage_snippet(cfg: dict, dst: str) -> str:
     """The detector-config lines that load ``dst`` into the backbone ``cfg``."""
     body = ', '.join(f'{k}={v!r}' for k, v in cfg.items())
-    return (f'model = dict(backbone=dict(_delete_=True, {body},\n'
-            f"                           init_cfg=dict(type='Pretrained', checkpoint={dst!r})))")
+    return (
+        f'model = dict(backbone=dict(_delete_=True, {body},\n'
+        f"                           init_cfg=dict(type='Pretrained', checkpoint={dst!r})))"
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         cfg = None if args.arch is not None else read_backbone_config(args.backbone_config)
-        meta = decompose_checkpoint(args.src, args.dst, arch=args.arch, backbone_cfg=cfg, images=args.images,
-                                    num_images=args.num_images, img_size=args.img_size, als_iters=args.als_iters,
-                                    seed=args.seed)
+        meta = decompose_checkpoint(
+            args.src,
+            args.dst,
+            arch=args.arch,
+            backbone_cfg=cfg,
+            images=args.images,
+            num_images=args.num_images,
+            img_size=args.img_size,
+            als_iters=args.als_iters,
+            seed=args.seed,
+        )
     except (FileNotFoundError, CheckpointFormatError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     print(format_report(meta['report']))
-    print(f'\ndecomposed {args.src} ({meta["source_layout"]}) -> {args.dst} '
-          f'({"paper model " + args.arch if args.arch else meta["backbone_cfg"]["type"]})')
+    print(
+        f'\ndecomposed {args.src} ({meta["source_layout"]}) -> {args.dst} '
+        f'({"paper model " + args.arch if args.arch else meta["backbone_cfg"]["type"]})'
+    )
     print('use it as the backbone init in a detector config:\n' + usage_snippet(meta['backbone_cfg'], args.dst))
     return 0
 

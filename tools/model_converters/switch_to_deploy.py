@@ -46,6 +46,7 @@ class DeployReport:
         max_abs_ref (float): max |backbone output| of the training model on that input (for scale).
         dropped_keys (tuple[str]): top-level checkpoint entries not carried over.
     """
+
     num_tensors_before: int
     num_tensors_after: int
     max_abs_diff: float
@@ -76,11 +77,20 @@ def _load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], what: str) 
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
-    shapes = [f'{k} {tuple(v.shape)} vs {tuple(own[k].shape)}' for k, v in state_dict.items()
-              if k in own and v.shape != own[k].shape]
-    problems = [f'{name}: {brief(keys)}' for name, keys in
-                (('missing keys', missing), ('unexpected keys', unexpected),
-                 ('shape mismatches (checkpoint vs model)', shapes)) if keys]
+    shapes = [
+        f'{k} {tuple(v.shape)} vs {tuple(own[k].shape)}'
+        for k, v in state_dict.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    problems = [
+        f'{name}: {brief(keys)}'
+        for name, keys in (
+            ('missing keys', missing),
+            ('unexpected keys', unexpected),
+            ('shape mismatches (checkpoint vs model)', shapes),
+        )
+        if keys
+    ]
     if problems:
         raise CheckpointFormatError(f'{what} does not fit the model of the config ({"; ".join(problems)})')
     model.load_state_dict(state_dict, strict=True)
@@ -89,11 +99,12 @@ def _load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], what: str) 
 def _backbone_outputs(backbone: nn.Module, x: Tensor) -> Tuple[Tensor, ...]:
     with torch.no_grad():
         out = backbone(x)
-    return tuple(out) if isinstance(out, (tuple, list)) else (out, )
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
-def convert_checkpoint_to_deploy(cfg: Config, checkpoint: str, out: str, check_shape: Tuple[int, int] = (64, 64),
-                                 seed: int = 0) -> DeployReport:
+def convert_checkpoint_to_deploy(
+    cfg: Config, checkpoint: str, out: str, check_shape: Tuple[int, int] = (64, 64), seed: int = 0
+) -> DeployReport:
     """Load ``checkpoint`` into ``cfg.model``, call ``model.backbone.switch_to_deploy()`` and save to ``out``.
 
     Steps: build the training structure (``backbone.deploy`` must not be set in ``cfg``); load the
@@ -116,16 +127,20 @@ def convert_checkpoint_to_deploy(cfg: Config, checkpoint: str, out: str, check_s
     if 'model' not in cfg or 'backbone' not in cfg.model:
         raise ValueError('the config has no model.backbone')
     if cfg.model.backbone.get('deploy', False):
-        raise ValueError('the config already builds the deploy structure (model.backbone.deploy=True): give the '
-                         'training config; the deploy flag is for using the converted checkpoint')
+        raise ValueError(
+            'the config already builds the deploy structure (model.backbone.deploy=True): give the '
+            'training config; the deploy flag is for using the converted checkpoint'
+        )
     raw = load_weights_only(checkpoint)
     state_dict, meta = _state_dict_of(raw, checkpoint)
 
     model = build_detector(cfg, deploy=False)
     backbone = model.backbone
     if not callable(getattr(backbone, 'switch_to_deploy', None)):
-        raise TypeError(f'the backbone {type(backbone).__name__} has no switch_to_deploy(); deploy conversion '
-                        'needs an mmbasis backbone (SharedBasisResNet, SharedBasisMobileNetV2)')
+        raise TypeError(
+            f'the backbone {type(backbone).__name__} has no switch_to_deploy(); deploy conversion '
+            'needs an mmbasis backbone (SharedBasisResNet, SharedBasisMobileNetV2)'
+        )
     _load_strict(model, state_dict, f'checkpoint {checkpoint!r}')
     model.eval()
 
@@ -138,15 +153,20 @@ def convert_checkpoint_to_deploy(cfg: Config, checkpoint: str, out: str, check_s
     diff = max((a - b).abs().max().item() for a, b in zip(ref, got))
     scale = max(a.abs().max().item() for a in ref)
     if len(ref) != len(got) or diff > 1e-4 * max(scale, 1.0):
-        raise RuntimeError(f'deploy backbone outputs differ from the training backbone: max |diff| {diff:.3g} at '
-                           f'output scale {scale:.3g}')
+        raise RuntimeError(
+            f'deploy backbone outputs differ from the training backbone: max |diff| {diff:.3g} at '
+            f'output scale {scale:.3g}'
+        )
     new_state = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in model.state_dict().items())
 
     deploy_model = build_detector(cfg, deploy=True)
     _load_strict(deploy_model, new_state, 'the deploy state dict')
 
-    dropped = tuple(k for k in raw if k not in ('meta', 'state_dict')) if isinstance(raw, Mapping) and \
-        'state_dict' in raw else ()
+    dropped = (
+        tuple(k for k in raw if k not in ('meta', 'state_dict'))
+        if isinstance(raw, Mapping) and 'state_dict' in raw
+        else ()
+    )
     meta.update(deploy=True, deploy_source=osp.basename(str(checkpoint)))
     save_atomic(dict(meta=meta, state_dict=new_state), out, protect=checkpoint)
     return DeployReport(n_before, len(new_state), diff, scale, dropped)
@@ -157,10 +177,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='training config of the checkpoint')
     parser.add_argument('checkpoint', help='trained checkpoint (.pth); never modified')
     parser.add_argument('out', help='output deploy checkpoint (.pth); written atomically')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value pairs')
-    parser.add_argument('--check-size', type=int, nargs=2, default=(64, 64), metavar=('H', 'W'),
-                        help='input size of the before/after backbone check (default 64 64)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='override settings of the config, key=value pairs'
+    )
+    parser.add_argument(
+        '--check-size',
+        type=int,
+        nargs=2,
+        default=(64, 64),
+        metavar=('H', 'W'),
+        help='input size of the before/after backbone check (default 64 64)',
+    )
     return parser.parse_args(argv)
 
 
@@ -174,13 +201,17 @@ def main(argv=None) -> int:
     except (FileNotFoundError, CheckpointFormatError, ValueError, TypeError, RuntimeError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    print(f'saved the deploy checkpoint {args.out}: {report.num_tensors_before} -> {report.num_tensors_after} '
-          f'tensors; backbone outputs before/after: max |diff| {report.max_abs_diff:.3g} '
-          f'(output scale {report.max_abs_ref:.3g})')
+    print(
+        f'saved the deploy checkpoint {args.out}: {report.num_tensors_before} -> {report.num_tensors_after} '
+        f'tensors; backbone outputs before/after: max |diff| {report.max_abs_diff:.3g} '
+        f'(output scale {report.max_abs_ref:.3g})'
+    )
     if report.dropped_keys:
         print(f'not carried over (training state): {", ".join(report.dropped_keys)}')
-    print(f'use it with:\n  python tools/test.py {args.config} {args.out} --cfg-options model.backbone.deploy=True\n'
-          'or set model = dict(backbone=dict(deploy=True)) in a config inheriting the training one')
+    print(
+        f'use it with:\n  python tools/test.py {args.config} {args.out} --cfg-options model.backbone.deploy=True\n'
+        'or set model = dict(backbone=dict(deploy=True)) in a config inheriting the training one'
+    )
     return 0
 
 

@@ -2,4 +2,5 @@
 # `variant='mmdet'` keeps mmdet's MobileNetV2 layout, so a detector pair with mmdet's MobileNetV2 differs only in
 # the sharing (the official layout, variant='official', is for official ImageNet weights).
 shared_backbone = dict(
-    type='SharedBasisMobileNetV2', variant='mmdet', shared_convs=('expand_conv', ), shared_stages=(2, 3, 4, 5))
+    type='SharedBasisMobileNetV2', variant='mmdet', shared_convs=('expand_conv',), shared_stages=(2, 3, 4, 5)
+)

@@ -32,7 +32,9 @@ train_dataloader = dict(
         img_size=img_size,
         seed=0,
         filter_cfg=dict(filter_empty_gt=True, min_size=4),
-        pipeline=train_pipeline))
+        pipeline=train_pipeline,
+    ),
+)
 val_dataloader = dict(
     batch_size=4,
     num_workers=0,
@@ -47,7 +49,9 @@ val_dataloader = dict(
         img_size=img_size,
         seed=1,
         test_mode=True,
-        pipeline=test_pipeline))
+        pipeline=test_pipeline,
+    ),
+)
 test_dataloader = val_dataloader
 val_evaluator = dict(type='CocoMetric', ann_file=data_root + 'val/annotation.json', metric='bbox', format_only=False)
 test_evaluator = val_evaluator

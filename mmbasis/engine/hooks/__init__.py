@@ -1,4 +1,5 @@
 """Hooks registered in mmdet's HOOKS: the regulariser, the non-finite-loss guard, safe checkpoints."""
+
 from .checkpoint_hook import SafeCheckpointHook
 from .finite_loss_hook import FiniteLossHook, NonFiniteLossError
 from .orthogonality_hook import OrthogonalityRegularizerHook

@@ -13,6 +13,7 @@ What it changes (every argument of ``CheckpointHook`` keeps its meaning):
   checkpoint and are restored by ``--resume``, so data augmentation and proposal sampling continue as in
   an uninterrupted run (mmengine restores the seed, not the generators' states).
 """
+
 import glob
 import os
 import os.path as osp
@@ -50,8 +51,11 @@ register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
 def rng_state() -> dict:
     """The global random generators' states, in types ``torch.load(weights_only=True)`` accepts."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = dict(python=random.getstate(), numpy=(name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
-                                                  cached), torch=torch.get_rng_state())
+    state = dict(
+        python=random.getstate(),
+        numpy=(name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+        torch=torch.get_rng_state(),
+    )
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
@@ -77,16 +81,20 @@ class SafeCheckpointHook(CheckpointHook):
 
     def __init__(self, *args, backend_args: Optional[dict] = None, **kwargs) -> None:
         out_dir = kwargs.get('out_dir')
-        if backend_args is None and kwargs.get('file_client_args') is None and \
-                (out_dir is None or '://' not in str(out_dir)):
+        if (
+            backend_args is None
+            and kwargs.get('file_client_args') is None
+            and (out_dir is None or '://' not in str(out_dir))
+        ):
             backend_args = dict(backend=ATOMIC_BACKEND)  # local files: write atomically
         super().__init__(*args, backend_args=backend_args, **kwargs)
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
         if is_main_process() and osp.isdir(self.out_dir):
-            for tmp in glob.glob(osp.join(self.out_dir, '.*.pth.*.tmp')) + \
-                    glob.glob(osp.join(runner.work_dir, '.last_checkpoint.*.tmp')):
+            for tmp in glob.glob(osp.join(self.out_dir, '.*.pth.*.tmp')) + glob.glob(
+                osp.join(runner.work_dir, '.last_checkpoint.*.tmp')
+            ):
                 os.remove(tmp)
                 print_log(f'removed {tmp}, left by an interrupted checkpoint save', logger='current')
 
@@ -108,9 +116,17 @@ class SafeCheckpointHook(CheckpointHook):
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(self.out_dir, ckpt_filename, self.file_client_args, save_optimizer=self.save_optimizer,
-                               save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
-                               backend_args=self.backend_args, **self.args)
+        runner.save_checkpoint(
+            self.out_dir,
+            ckpt_filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args,
+        )
         if not is_main_process():
             return
         with atomic_open(osp.join(runner.work_dir, 'last_checkpoint'), 'w') as f:

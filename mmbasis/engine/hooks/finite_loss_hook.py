@@ -10,6 +10,7 @@ state is never saved and the last good checkpoint stays the one ``--resume`` pic
 
 Under DDP the ranks agree through one all-reduce of a flag per iteration, so all of them stop together.
 """
+
 import math
 from typing import Dict, List
 
@@ -94,20 +95,27 @@ class FiniteLossHook(Hook):
         it = runner.iter + 1  # 1-based, as in the log
         last = runner.message_hub.get_info('last_ckpt')
         where = f'the last checkpoint {last} is intact' if last else 'no checkpoint has been written yet'
-        msg = (f'non-finite loss at iteration {it} (epoch {runner.epoch + 1}): {what}. Training stopped before the '
-               f'optimizer step, so the weights were not updated with it; {where} (resume with --resume). Lower '
-               'the learning rate, clip gradients (optim_wrapper.clip_grad) or check the data of this iteration.')
+        msg = (
+            f'non-finite loss at iteration {it} (epoch {runner.epoch + 1}): {what}. Training stopped before the '
+            f'optimizer step, so the weights were not updated with it; {where} (resume with --resume). Lower '
+            'the learning rate, clip gradients (optim_wrapper.clip_grad) or check the data of this iteration.'
+        )
         print_log(msg, logger='current', level=40)
         raise NonFiniteLossError(msg)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if not self.check_params_before_save:
             return
-        bad: List[str] = [k for k, v in checkpoint.get('state_dict', {}).items()
-                          if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+        bad: List[str] = [
+            k
+            for k, v in checkpoint.get('state_dict', {}).items()
+            if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+        ]
         if bad:
-            msg = (f'refusing to write a checkpoint at iteration {runner.iter}: {len(bad)} tensors are not finite '
-                   f'(first: {", ".join(bad[:3])}); the previous checkpoint is intact')
+            msg = (
+                f'refusing to write a checkpoint at iteration {runner.iter}: {len(bad)} tensors are not finite '
+                f'(first: {", ".join(bad[:3])}); the previous checkpoint is intact'
+            )
             print_log(msg, logger='current', level=40)
             raise NonFiniteLossError(msg)
 

@@ -12,6 +12,7 @@ registers a forward hook (with kwargs) on the unwrapped detector that, in ``mode
 Because it runs inside the inner module's forward it also runs inside DDP's forward (and inside
 ``optim_context``: ``no_sync`` during accumulation, autocast under AMP, which the loss disables for itself).
 """
+
 import math
 from typing import List
 
@@ -45,10 +46,20 @@ class OrthogonalityRegularizerHook(Hook):
     Bases whose parameters are all frozen (``frozen_stages``) are skipped.
     """
 
-    def __init__(self, loss_weight: float = 10.0, pooling: str = 'paper', include_unique: bool = False,
-                 log_max_error: bool = True, priority='NORMAL') -> None:
-        if not isinstance(loss_weight, (int, float)) or isinstance(loss_weight, bool) or \
-                not math.isfinite(loss_weight) or loss_weight < 0:
+    def __init__(
+        self,
+        loss_weight: float = 10.0,
+        pooling: str = 'paper',
+        include_unique: bool = False,
+        log_max_error: bool = True,
+        priority='NORMAL',
+    ) -> None:
+        if (
+            not isinstance(loss_weight, (int, float))
+            or isinstance(loss_weight, bool)
+            or not math.isfinite(loss_weight)
+            or loss_weight < 0
+        ):
             raise ValueError(f'loss_weight={loss_weight!r} is not allowed: it must be a finite number >= 0 (paper: 10)')
         if pooling not in POOLINGS:
             raise ValueError(f'pooling={pooling!r} is not allowed: choose one of {POOLINGS}')
@@ -69,12 +80,15 @@ class OrthogonalityRegularizerHook(Hook):
             raise ValueError(
                 f'OrthogonalityRegularizerHook needs a detector whose backbone has shared filter bases '
                 f'(SharedBasisResNet, SharedBasisMobileNetV2, ...); got backbone '
-                f'{type(backbone).__name__ if backbone is not None else None} of {type(inner).__name__}')
+                f'{type(backbone).__name__ if backbone is not None else None} of {type(inner).__name__}'
+            )
         groups = backbone.basis_groups()
         if not groups:
             reason = ' (it was switched to deploy mode)' if getattr(backbone, 'deploy', False) else ''
-            raise ValueError(f'OrthogonalityRegularizerHook: the backbone {type(backbone).__name__} has no shared '
-                             f'filter bases{reason}; remove the hook from custom_hooks or use shared bases')
+            raise ValueError(
+                f'OrthogonalityRegularizerHook: the backbone {type(backbone).__name__} has no shared '
+                f'filter bases{reason}; remove the hook from custom_hooks or use shared bases'
+            )
         return groups
 
     def before_train(self, runner) -> None:
@@ -82,15 +96,20 @@ class OrthogonalityRegularizerHook(Hook):
         groups = self.find_groups(runner.model)
         self._groups = [g for g in groups if any(p.requires_grad for _, p in g.shared)]
         if not self._groups:
-            print_log('OrthogonalityRegularizerHook: every shared basis is frozen; loss_orth is not added',
-                      logger='current', level=30)
+            print_log(
+                'OrthogonalityRegularizerHook: every shared basis is frozen; loss_orth is not added',
+                logger='current',
+                level=30,
+            )
             return
         inner = runner.model.module if is_model_wrapper(runner.model) else runner.model
         self._handle = inner.register_forward_hook(self._add_loss, with_kwargs=True)
         names = ', '.join(g.name for g in self._groups)
-        print_log(f'OrthogonalityRegularizerHook: loss_weight={self.loss_weight}, pooling={self.pooling}, '
-                  f'include_unique={self.include_unique}; {len(self._groups)} basis groups: {names}',
-                  logger='current')
+        print_log(
+            f'OrthogonalityRegularizerHook: loss_weight={self.loss_weight}, pooling={self.pooling}, '
+            f'include_unique={self.include_unique}; {len(self._groups)} basis groups: {names}',
+            logger='current',
+        )
 
     def _add_loss(self, module, args, kwargs, output):
         if kwargs.get('mode') != 'loss' or not isinstance(output, dict):

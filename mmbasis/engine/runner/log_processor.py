@@ -5,6 +5,7 @@ orthogonality regulariser look switched off for most of a run (its values are 1e
 fixed-point form would hide them (``0 < |v| < 10**-num_digits * 10``) are printed as ``3.568e-04`` instead;
 everything else, including the log's layout, is mmengine's.
 """
+
 import re
 from typing import Tuple
 
@@ -17,7 +18,7 @@ class ReadableLogProcessor(LogProcessor):
     """Same arguments as mmengine's ``LogProcessor``; small values in scientific notation (see module doc)."""
 
     def _readable(self, tag: dict, log_str: str) -> str:
-        threshold = 10.0**(1 - self.num_digits)
+        threshold = 10.0 ** (1 - self.num_digits)
         for name, value in tag.items():
             if isinstance(value, float) and 0 < abs(value) < threshold:
                 short = name.split('/', 1)[-1]

@@ -14,6 +14,7 @@ layout (ReLU6 everywhere, no stage-1 expansion, no biases), e.g. to start from m
 Initialisation: the official MobileNetV2 classes keep PyTorch's default init; we initialise the shared
 bases orthogonally, the paper's method (``SharedBasisStage``), and everything else as mmdet does.
 """
+
 import warnings
 from typing import Dict, Optional, Sequence
 
@@ -66,10 +67,19 @@ class InvertedResidualBlock(BaseModule):
         with_cp (bool): non-reentrant activation checkpointing.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, mid_channels: int, stride: int,
-                 with_expand_conv: bool = True, conv_cfg: Optional[dict] = None,
-                 norm_cfg: dict = dict(type='BN'), act_cfg: dict = dict(type='ReLU6'),
-                 with_cp: bool = False, init_cfg=None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        mid_channels: int,
+        stride: int,
+        with_expand_conv: bool = True,
+        conv_cfg: Optional[dict] = None,
+        norm_cfg: dict = dict(type='BN'),
+        act_cfg: dict = dict(type='ReLU6'),
+        with_cp: bool = False,
+        init_cfg=None,
+    ) -> None:
         super().__init__(init_cfg)
         self.with_cp = with_cp
         self.use_res_connect = stride == 1 and in_channels == out_channels
@@ -77,8 +87,9 @@ class InvertedResidualBlock(BaseModule):
         common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
         if with_expand_conv:
             self.expand_conv = ConvModule(in_channels, mid_channels, 1, act_cfg=act_cfg, **common)
-        self.depthwise_conv = ConvModule(mid_channels, mid_channels, 3, stride=stride, padding=1,
-                                         groups=mid_channels, act_cfg=act_cfg, **common)
+        self.depthwise_conv = ConvModule(
+            mid_channels, mid_channels, 3, stride=stride, padding=1, groups=mid_channels, act_cfg=act_cfg, **common
+        )
         self.linear_conv = ConvModule(mid_channels, out_channels, 1, act_cfg=None, **common)
         self.eca = None
 
@@ -153,36 +164,57 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
     """
 
     # expand_ratio, channel, num_blocks, stride (mmdet/torchvision MobileNetV2)
-    arch_settings = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
-                     [6, 320, 1, 1]]
+    arch_settings = [
+        [1, 16, 1, 1],
+        [6, 24, 2, 2],
+        [6, 32, 3, 2],
+        [6, 64, 4, 2],
+        [6, 96, 3, 1],
+        [6, 160, 3, 2],
+        [6, 320, 1, 1],
+    ]
 
-    def __init__(self,
-                 widen_factor: float = 1.,
-                 shared_convs: Sequence[str] = ('expand_conv', ),
-                 shared_stages: Sequence[int] = (2, 3, 4, 5),
-                 with_eca: bool = False,
-                 variant: str = 'official',
-                 out_indices: Sequence[int] = (1, 2, 4, 7),
-                 frozen_stages: int = -1,
-                 conv_cfg: Optional[dict] = None,
-                 norm_cfg: dict = dict(type='BN'),
-                 act_cfg: dict = dict(type='ReLU6'),
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 deploy: bool = False,
-                 pretrained: Optional[str] = None,
-                 init_cfg=None) -> None:
-        _check_arguments(widen_factor, shared_convs, shared_stages, with_eca, variant, out_indices, frozen_stages,
-                         dict(with_eca=with_eca, norm_eval=norm_eval, with_cp=with_cp, deploy=deploy))
+    def __init__(
+        self,
+        widen_factor: float = 1.0,
+        shared_convs: Sequence[str] = ('expand_conv',),
+        shared_stages: Sequence[int] = (2, 3, 4, 5),
+        with_eca: bool = False,
+        variant: str = 'official',
+        out_indices: Sequence[int] = (1, 2, 4, 7),
+        frozen_stages: int = -1,
+        conv_cfg: Optional[dict] = None,
+        norm_cfg: dict = dict(type='BN'),
+        act_cfg: dict = dict(type='ReLU6'),
+        norm_eval: bool = False,
+        with_cp: bool = False,
+        deploy: bool = False,
+        pretrained: Optional[str] = None,
+        init_cfg=None,
+    ) -> None:
+        _check_arguments(
+            widen_factor,
+            shared_convs,
+            shared_stages,
+            with_eca,
+            variant,
+            out_indices,
+            frozen_stages,
+            dict(with_eca=with_eca, norm_eval=norm_eval, with_cp=with_cp, deploy=deploy),
+        )
         self.shared_convs = tuple(shared_convs)
         if pretrained is not None:
             if init_cfg is not None:
-                raise ValueError('init_cfg and pretrained cannot be given together (pretrained is a deprecated '
-                                 "alias of init_cfg=dict(type='Pretrained', checkpoint=...))")
+                raise ValueError(
+                    'init_cfg and pretrained cannot be given together (pretrained is a deprecated '
+                    "alias of init_cfg=dict(type='Pretrained', checkpoint=...))"
+                )
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         elif init_cfg is None:
-            init_cfg = [dict(type='Kaiming', layer='Conv2d'),
-                        dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])]
+            init_cfg = [
+                dict(type='Kaiming', layer='Conv2d'),
+                dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm']),
+            ]
         super().__init__(init_cfg)
         self.widen_factor = widen_factor
         self.shared_stages = tuple(shared_stages)
@@ -202,9 +234,15 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
         self.layers = []
         for i, (t, channel, num_blocks, stride) in enumerate(self.arch_settings):
             out_channels = make_divisible(channel * widen_factor, 8)
-            stage = self._make_stage(i, in_channels, out_channels, t, num_blocks, stride,
-                                     dict(act_cfg=dict(type='ReLU') if official else act_cfg, with_cp=with_cp,
-                                          **common))
+            stage = self._make_stage(
+                i,
+                in_channels,
+                out_channels,
+                t,
+                num_blocks,
+                stride,
+                dict(act_cfg=dict(type='ReLU') if official else act_cfg, with_cp=with_cp, **common),
+            )
             self.add_module(f'layer{i + 1}', stage)
             self.layers.append(f'layer{i + 1}')
             in_channels = out_channels
@@ -217,21 +255,31 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
         if deploy:
             self.switch_to_deploy()
 
-    def _make_stage(self, i: int, in_channels: int, out_channels: int, t: int, num_blocks: int, stride: int,
-                    block_cfg: dict) -> SharedBasisStage:
+    def _make_stage(
+        self, i: int, in_channels: int, out_channels: int, t: int, num_blocks: int, stride: int, block_cfg: dict
+    ) -> SharedBasisStage:
         """``layer{i+1}``: ``num_blocks`` inverted residuals; in a shared stage blocks 2..n use its 1x1 bases."""
         stage = SharedBasisStage()
         for j in range(num_blocks):
             cin = in_channels if j == 0 else out_channels
-            stage.append(InvertedResidualBlock(cin, out_channels, int(round(cin * t)), stride if j == 0 else 1,
-                                               with_expand_conv=t != 1 or self.variant == 'official', **block_cfg))
+            stage.append(
+                InvertedResidualBlock(
+                    cin,
+                    out_channels,
+                    int(round(cin * t)),
+                    stride if j == 0 else 1,
+                    with_expand_conv=t != 1 or self.variant == 'official',
+                    **block_cfg,
+                )
+            )
         if i not in self.shared_stages or not self.shared_convs:
             return stage
         shared = {}
         for name in self.shared_convs:
             conv = getattr(stage[1], name).conv
-            shared[name] = stage.add_shared_basis(f'shared_basis_{name}', conv.out_channels, conv.in_channels, 1,
-                                                  family=name, init=False)
+            shared[name] = stage.add_shared_basis(
+                f'shared_basis_{name}', conv.out_channels, conv.in_channels, 1, family=name, init=False
+            )
         stage.reset_shared_bases()
         for blk in list(stage)[1:]:
             blk.use_shared_bases(shared, eca_kernel=(1 if out_channels < 96 else 3) if self.with_eca else None)
@@ -274,20 +322,27 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
         fuse_conv_module(self.conv2)
 
 
-def _check_arguments(widen_factor, shared_convs, shared_stages, with_eca, variant, out_indices, frozen_stages,
-                     flags: Dict[str, object]) -> None:
+def _check_arguments(
+    widen_factor, shared_convs, shared_stages, with_eca, variant, out_indices, frozen_stages, flags: Dict[str, object]
+) -> None:
     """Clear errors for the arguments of :class:`SharedBasisMobileNetV2` (naming the value and what is allowed)."""
     if not isinstance(widen_factor, (int, float)) or isinstance(widen_factor, bool) or widen_factor <= 0:
         raise ValueError(f'widen_factor={widen_factor!r} is not allowed: it must be a number > 0')
     check_distinct('shared_convs', shared_convs, _SHAREABLE)
     multi_block = tuple(i for i, a in enumerate(SharedBasisMobileNetV2.arch_settings) if a[2] > 1)
-    check_distinct('shared_stages', shared_stages, multi_block,
-                   hint='0-based indices of the stages with more than one block; the paper shares (2, 3, 4, 5)')
+    check_distinct(
+        'shared_stages',
+        shared_stages,
+        multi_block,
+        hint='0-based indices of the stages with more than one block; the paper shares (2, 3, 4, 5)',
+    )
     for name, flag in flags.items():
         check_bool(name, flag)
     if with_eca and 'linear_conv' not in shared_convs:
-        raise ValueError(f'with_eca=True needs a shared projection (official Shared++ blocks): add '
-                         f"'linear_conv' to shared_convs={tuple(shared_convs)!r}")
+        raise ValueError(
+            f'with_eca=True needs a shared projection (official Shared++ blocks): add '
+            f"'linear_conv' to shared_convs={tuple(shared_convs)!r}"
+        )
     check_choice('variant', variant, _VARIANTS)
     check_distinct('out_indices', out_indices, range(8), allow_empty=False, hint='0..6: layer1..layer7, 7: conv2')
     check_int('frozen_stages', frozen_stages, low=-1, high=7)

@@ -17,6 +17,7 @@ convolutions over a filter basis owned by the stage, with the geometry of the co
 one stage with the same shape are initialised and regularised jointly, bases of different kernel sizes
 form separate families of the orthogonality regulariser.
 """
+
 import traceback
 from typing import Dict, Optional, Sequence
 
@@ -32,7 +33,7 @@ from ..layers import BasisConv2d, FactorizedConv2d, SharedBasisBackboneMixin, Sh
 
 #: Convolutions of each block type that can use a stage basis, and the default ones (the paper's).
 SHAREABLE = {BasicBlock: ('conv1', 'conv2'), Bottleneck: ('conv1', 'conv2', 'conv3')}
-DEFAULT_SHARED = {BasicBlock: ('conv1', 'conv2'), Bottleneck: ('conv2', )}
+DEFAULT_SHARED = {BasicBlock: ('conv1', 'conv2'), Bottleneck: ('conv2',)}
 
 
 class _DeployableBlockMixin:
@@ -77,8 +78,10 @@ def _plain_conv(conv: nn.Module, name: str) -> nn.Conv2d:
     """``conv`` if it is exactly ``nn.Conv2d``: subclasses built by ``conv_cfg`` (ConvWS, ConvAWS, DCN ...)
     transform their weights in ``forward``, so folding their raw ``weight`` would be wrong."""
     if type(conv) is not nn.Conv2d:
-        raise TypeError(f'cannot fold {name} ({type(conv).__name__}) for deploy mode: only plain nn.Conv2d '
-                        "convolutions (conv_cfg=None or dict(type='Conv2d')) can be folded")
+        raise TypeError(
+            f'cannot fold {name} ({type(conv).__name__}) for deploy mode: only plain nn.Conv2d '
+            "convolutions (conv_cfg=None or dict(type='Conv2d')) can be folded"
+        )
     return conv
 
 
@@ -88,8 +91,10 @@ def fuse_sequential(seq: nn.Sequential) -> nn.Sequential:
     while i < len(mods):
         m = mods[i]
         if isinstance(m, nn.Conv2d) and i + 1 < len(mods) and not isinstance(mods[i + 1], (nn.Conv2d, nn.ReLU)):
-            out += [fuse_conv_norm(_plain_conv(m, f'the convolution at index {i} of a stem/shortcut'), mods[i + 1]),
-                    nn.Identity()]
+            out += [
+                fuse_conv_norm(_plain_conv(m, f'the convolution at index {i} of a stem/shortcut'), mods[i + 1]),
+                nn.Identity(),
+            ]
             i += 2
         else:
             out.append(m)
@@ -134,32 +139,44 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
     strides 4, 8, 16, 32), as mmdet's ResNet.
     """
 
-    def __init__(self,
-                 depth: int,
-                 shared_rank: Optional[int] = None,
-                 unique_rank: int = 0,
-                 rank_multipliers: Sequence[int] = (1, 2, 4, 8),
-                 basis_sharing: str = 'stage',
-                 shared_convs: Optional[Sequence[str]] = None,
-                 deploy: bool = False,
-                 **kwargs) -> None:
-        block = self.arch_settings.get(depth, (None, ))[0]  # an unknown depth is refused by mmdet below
+    def __init__(
+        self,
+        depth: int,
+        shared_rank: Optional[int] = None,
+        unique_rank: int = 0,
+        rank_multipliers: Sequence[int] = (1, 2, 4, 8),
+        basis_sharing: str = 'stage',
+        shared_convs: Optional[Sequence[str]] = None,
+        deploy: bool = False,
+        **kwargs,
+    ) -> None:
+        block = self.arch_settings.get(depth, (None,))[0]  # an unknown depth is refused by mmdet below
         if shared_rank is None:
             if unique_rank != 0:
-                raise ValueError(f'unique_rank={unique_rank!r} needs a factorised basis: set shared_rank '
-                                 '(shared_rank=None shares the whole convolution, without unique elements)')
+                raise ValueError(
+                    f'unique_rank={unique_rank!r} needs a factorised basis: set shared_rank '
+                    '(shared_rank=None shares the whole convolution, without unique elements)'
+                )
         else:
             check_int('shared_rank', shared_rank, low=1)
             check_int('unique_rank', unique_rank, low=0)
-        if isinstance(rank_multipliers, str) or not isinstance(rank_multipliers, Sequence) or \
-                not all(is_int(m) and m >= 1 for m in rank_multipliers):
-            raise ValueError(f'rank_multipliers={rank_multipliers!r} is not allowed: give one positive integer '
-                             'per stage, e.g. (1, 2, 4, 8)')
+        if (
+            isinstance(rank_multipliers, str)
+            or not isinstance(rank_multipliers, Sequence)
+            or not all(is_int(m) and m >= 1 for m in rank_multipliers)
+        ):
+            raise ValueError(
+                f'rank_multipliers={rank_multipliers!r} is not allowed: give one positive integer '
+                'per stage, e.g. (1, 2, 4, 8)'
+            )
         check_choice('basis_sharing', basis_sharing, ('stage', 'conv'))
         check_bool('deploy', deploy)
         if block is not None:
-            shared_convs = DEFAULT_SHARED[block] if shared_convs is None else \
-                check_distinct('shared_convs', shared_convs, SHAREABLE[block])
+            shared_convs = (
+                DEFAULT_SHARED[block]
+                if shared_convs is None
+                else check_distinct('shared_convs', shared_convs, SHAREABLE[block])
+            )
             self._check_conv_options(shared_convs, kwargs)
         self.shared_rank = shared_rank
         self.unique_rank = unique_rank
@@ -171,8 +188,10 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         except AssertionError as e:  # mmdet validates its arguments with bare asserts
             failed = traceback.extract_tb(e.__traceback__)[-1].line
             given = ', '.join(f'{k}={v!r}' for k, v in sorted(kwargs.items()))
-            raise ValueError(f"mmdet's ResNet refused the arguments depth={depth!r}, {given}: the check "
-                             f'`{failed}` failed{f" ({e})" if str(e) else ""}') from e
+            raise ValueError(
+                f"mmdet's ResNet refused the arguments depth={depth!r}, {given}: the check "
+                f'`{failed}` failed{f" ({e})" if str(e) else ""}'
+            ) from e
         self.deploy = False
         if deploy:
             self.switch_to_deploy()
@@ -184,16 +203,22 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
             return
         conv_cfg = kwargs.get('conv_cfg')
         if conv_cfg is not None and (not isinstance(conv_cfg, dict) or conv_cfg.get('type') not in ('Conv', 'Conv2d')):
-            raise ValueError(f'conv_cfg={conv_cfg!r} is not allowed with shared convolutions: basis convolutions are '
-                             "plain conv2d over their weights; use conv_cfg=None or dict(type='Conv2d'), or "
-                             'shared_convs=() for a plain ResNet')
+            raise ValueError(
+                f'conv_cfg={conv_cfg!r} is not allowed with shared convolutions: basis convolutions are '
+                "plain conv2d over their weights; use conv_cfg=None or dict(type='Conv2d'), or "
+                'shared_convs=() for a plain ResNet'
+            )
         if kwargs.get('dcn') is not None and 'conv2' in shared_convs and any(kwargs.get('stage_with_dcn', ())):
-            raise ValueError(f"dcn={kwargs['dcn']!r} is not allowed where conv2 is shared (shared_convs="
-                             f'{tuple(shared_convs)}): DCN replaces conv2; share other convolutions or set '
-                             'stage_with_dcn=(False, ...)')
+            raise ValueError(
+                f'dcn={kwargs["dcn"]!r} is not allowed where conv2 is shared (shared_convs='
+                f'{tuple(shared_convs)}): DCN replaces conv2; share other convolutions or set '
+                'stage_with_dcn=(False, ...)'
+            )
         if kwargs.get('plugins'):
-            raise ValueError(f"plugins={kwargs['plugins']!r} are not allowed with shared convolutions (shared_convs="
-                             f'{tuple(shared_convs)}); use shared_convs=() for plugins')
+            raise ValueError(
+                f'plugins={kwargs["plugins"]!r} are not allowed with shared convolutions (shared_convs='
+                f'{tuple(shared_convs)}); use shared_convs=() for plugins'
+            )
 
     # ------------------------------------------------------------------ stages
     def make_res_layer(self, block, inplanes: int, planes: int, num_blocks: int, **kwargs) -> SharedBasisStage:
@@ -210,14 +235,18 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         if self.shared_rank is None:
             return dict(s=conv.out_channels, u=0)
         if stage_idx >= len(self.rank_multipliers):
-            raise ValueError(f'rank_multipliers={self.rank_multipliers!r} is not allowed: it has no entry for stage '
-                             f'{stage_idx} (one positive integer per stage)')
+            raise ValueError(
+                f'rank_multipliers={self.rank_multipliers!r} is not allowed: it has no entry for stage '
+                f'{stage_idx} (one positive integer per stage)'
+            )
         m = self.rank_multipliers[stage_idx]
         s, u = self.shared_rank * m, self.unique_rank * m
         if s + u > conv.out_channels:
-            raise ValueError(f'shared_rank={self.shared_rank} and unique_rank={self.unique_rank} give a basis of rank '
-                             f'{s}+{u}={s + u} in stage {stage_idx} ({conv_name}), larger than the layer width '
-                             f'{conv.out_channels}: the rank must be at most the width')
+            raise ValueError(
+                f'shared_rank={self.shared_rank} and unique_rank={self.unique_rank} give a basis of rank '
+                f'{s}+{u}={s + u} in stage {stage_idx} ({conv_name}), larger than the layer width '
+                f'{conv.out_channels}: the rank must be at most the width'
+            )
         return dict(s=s, u=u)
 
     def _share_stage(self, stage: SharedBasisStage, stage_idx: int, norm_cfg: dict) -> None:
@@ -236,23 +265,37 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
                 if bases:
                     first = stage.shared_basis
                     if (first.shape[0], *first.shape[1:3]) != (ranks['s'], *shape):
-                        raise ValueError(f"basis_sharing='stage' needs shared convolutions of one shape, but "
-                                         f'shared_convs={self.shared_convs} differ in (rank, in_channels, kernel): '
-                                         f"use basis_sharing='conv'")
+                        raise ValueError(
+                            f"basis_sharing='stage' needs shared convolutions of one shape, but "
+                            f'shared_convs={self.shared_convs} differ in (rank, in_channels, kernel): '
+                            f"use basis_sharing='conv'"
+                        )
                     bases[name] = first
                     continue
                 basis_name = 'shared_basis'
             else:
                 basis_name = f'shared_basis_{name}'
-            bases[name] = stage.add_shared_basis(basis_name, ranks['s'], conv.in_channels, k, family=f'conv{k}x{k}',
-                                                 joint_with=first_of_shape.get(shape), init=False)
+            bases[name] = stage.add_shared_basis(
+                basis_name,
+                ranks['s'],
+                conv.in_channels,
+                k,
+                family=f'conv{k}x{k}',
+                joint_with=first_of_shape.get(shape),
+                init=False,
+            )
             first_of_shape.setdefault(shape, basis_name)
         stage.reset_shared_bases()  # orthogonal init, once per group
         for blk in list(stage)[1:]:
             for name, basis in bases.items():
                 conv = getattr(blk, name)
-                setattr(blk, name, FactorizedConv2d.like(conv, basis, unique, norm_cfg) if factorized else
-                        BasisConv2d.like(conv, basis))
+                setattr(
+                    blk,
+                    name,
+                    FactorizedConv2d.like(conv, basis, unique, norm_cfg)
+                    if factorized
+                    else BasisConv2d.like(conv, basis),
+                )
 
     def train(self, mode: bool = True) -> 'SharedBasisResNet':
         """mmdet's ``train`` (freezing, ``norm_eval``), returning ``self`` like ``nn.Module.train``."""

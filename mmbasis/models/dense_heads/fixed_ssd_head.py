@@ -5,6 +5,7 @@ defines (it computes its classification loss with ``F.cross_entropy``), so every
 in ``predict`` - validation, testing, inference - with ``AttributeError: 'SSDHead' object has no attribute
 'loss_cls'`` (open-mmlab/mmdetection#11780, #11305; unfixed in 3.3.0).
 """
+
 from mmdet.models.dense_heads import SSDHead
 from mmdet.registry import MODELS
 

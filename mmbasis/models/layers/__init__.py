@@ -1,9 +1,16 @@
 """Layers: filter bases, factorised convolutions, the stage that owns shared bases, BN folding."""
+
 from .basis_conv import BasisConv2d, FactorizedConv2d, deploy_form
 from .fusion import bn_scale_shift, fuse_conv_norm
 from .shared_stage import BasisGroup, SharedBasisBackboneMixin, SharedBasisStage
 
 __all__ = [
-    'BasisConv2d', 'FactorizedConv2d', 'deploy_form', 'bn_scale_shift', 'fuse_conv_norm', 'BasisGroup',
-    'SharedBasisBackboneMixin', 'SharedBasisStage'
+    'BasisConv2d',
+    'FactorizedConv2d',
+    'deploy_form',
+    'bn_scale_shift',
+    'fuse_conv_norm',
+    'BasisGroup',
+    'SharedBasisBackboneMixin',
+    'SharedBasisStage',
 ]

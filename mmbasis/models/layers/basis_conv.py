@@ -14,6 +14,7 @@ Notation (paper): a k x k convolution ``W: S -> T`` is replaced by
 registered, by these layers: it is registered exactly once, on the stage that owns it
 (:class:`~mmbasis.models.layers.SharedBasisStage`).
 """
+
 from typing import Optional, Tuple
 
 import torch
@@ -55,14 +56,16 @@ class BasisConv2d(nn.Module):
         responses.
     """
 
-    def __init__(self,
-                 in_channels: int,
-                 unique_rank: int,
-                 shared_basis: Optional[nn.Parameter] = None,
-                 kernel_size: int = 3,
-                 stride: int = 1,
-                 padding: int = 1,
-                 dilation: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        unique_rank: int,
+        shared_basis: Optional[nn.Parameter] = None,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        dilation: int = 1,
+    ) -> None:
         super().__init__()
         k = _pair(kernel_size)
         if unique_rank < 0:
@@ -70,11 +73,11 @@ class BasisConv2d(nn.Module):
         if shared_basis is None and unique_rank == 0:
             raise ValueError('a basis needs at least one element: unique_rank is 0 and there is no shared basis')
         if shared_basis is not None:
-            if shared_basis.dim() != 4 or shared_basis.shape[1] != in_channels or \
-                    tuple(shared_basis.shape[2:]) != k:
+            if shared_basis.dim() != 4 or shared_basis.shape[1] != in_channels or tuple(shared_basis.shape[2:]) != k:
                 raise ValueError(
                     f'shared basis of shape {tuple(shared_basis.shape)} does not fit a {k[0]}x{k[1]} basis '
-                    f'convolution with {in_channels} input channels (expected (s, {in_channels}, {k[0]}, {k[1]}))')
+                    f'convolution with {in_channels} input channels (expected (s, {in_channels}, {k[0]}, {k[1]}))'
+                )
         self.in_channels = in_channels
         self.kernel_size = k
         self.stride = _pair(stride)
@@ -83,7 +86,7 @@ class BasisConv2d(nn.Module):
         self.unique_rank = unique_rank
         self.shared_rank = 0 if shared_basis is None else shared_basis.shape[0]
         # A tuple is not registered by nn.Module: the stage owns the shared tensor.
-        self._shared = (shared_basis, ) if shared_basis is not None else ()
+        self._shared = (shared_basis,) if shared_basis is not None else ()
         if unique_rank > 0:
             self.unique_basis = nn.Parameter(torch.empty(unique_rank, in_channels, *k))
         else:
@@ -104,8 +107,15 @@ class BasisConv2d(nn.Module):
 
         With ``unique_rank=0`` and a basis of ``conv.out_channels`` elements it replaces the whole ``conv``.
         """
-        return cls(conv.in_channels, unique_rank, shared_basis, conv.kernel_size[0], conv.stride[0],
-                   conv.padding[0], conv.dilation[0])
+        return cls(
+            conv.in_channels,
+            unique_rank,
+            shared_basis,
+            conv.kernel_size[0],
+            conv.stride[0],
+            conv.padding[0],
+            conv.dilation[0],
+        )
 
     @property
     def shared_basis(self) -> Optional[nn.Parameter]:
@@ -136,15 +146,18 @@ class BasisConv2d(nn.Module):
     def to_conv2d(self) -> nn.Conv2d:
         """An ordinary ``nn.Conv2d`` (no bias) with a copy of the current weights (deploy mode)."""
         weight = self.full_weight().detach()
-        conv = nn.Conv2d(self.in_channels, self.rank, self.kernel_size, self.stride, self.padding, self.dilation,
-                         bias=False).to(device=weight.device, dtype=weight.dtype)
+        conv = nn.Conv2d(
+            self.in_channels, self.rank, self.kernel_size, self.stride, self.padding, self.dilation, bias=False
+        ).to(device=weight.device, dtype=weight.dtype)
         conv.weight.copy_(weight)
         return conv
 
     def extra_repr(self) -> str:
-        return (f'{self.in_channels}, rank={self.rank} (unique={self.unique_rank}, shared={self.shared_rank}), '
-                f'kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, '
-                f'dilation={self.dilation}')
+        return (
+            f'{self.in_channels}, rank={self.rank} (unique={self.unique_rank}, shared={self.shared_rank}), '
+            f'kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, '
+            f'dilation={self.dilation}'
+        )
 
 
 class FactorizedConv2d(nn.Module):
@@ -163,16 +176,18 @@ class FactorizedConv2d(nn.Module):
         (mmdet's ``bn1``/``bn2``), so that block code reads like mmdet's ResNet.
     """
 
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 unique_rank: int,
-                 shared_basis: Optional[nn.Parameter] = None,
-                 kernel_size: int = 3,
-                 stride: int = 1,
-                 padding: int = 1,
-                 dilation: int = 1,
-                 norm_cfg: dict = dict(type='BN')) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        unique_rank: int,
+        shared_basis: Optional[nn.Parameter] = None,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        dilation: int = 1,
+        norm_cfg: dict = dict(type='BN'),
+    ) -> None:
         super().__init__()
         self.basis = BasisConv2d(in_channels, unique_rank, shared_basis, kernel_size, stride, padding, dilation)
         self.basis_norm = build_norm_layer(norm_cfg, self.basis.rank)[1]
@@ -181,11 +196,21 @@ class FactorizedConv2d(nn.Module):
         self.out_channels = out_channels
 
     @classmethod
-    def like(cls, conv: nn.Conv2d, shared_basis: Optional[nn.Parameter], unique_rank: int,
-             norm_cfg: dict = dict(type='BN')) -> 'FactorizedConv2d':
+    def like(
+        cls, conv: nn.Conv2d, shared_basis: Optional[nn.Parameter], unique_rank: int, norm_cfg: dict = dict(type='BN')
+    ) -> 'FactorizedConv2d':
         """The factorised replacement of ``conv`` (same input/output widths and geometry)."""
-        return cls(conv.in_channels, conv.out_channels, unique_rank, shared_basis, conv.kernel_size[0],
-                   conv.stride[0], conv.padding[0], conv.dilation[0], norm_cfg)
+        return cls(
+            conv.in_channels,
+            conv.out_channels,
+            unique_rank,
+            shared_basis,
+            conv.kernel_size[0],
+            conv.stride[0],
+            conv.padding[0],
+            conv.dilation[0],
+            norm_cfg,
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.coeff(self.basis_norm(self.basis(x)))
@@ -214,13 +239,15 @@ class FactorizedConv2d(nn.Module):
             bias_out = coeff @ t1 + t2
             like = dict(device=w_basis.device, dtype=w_basis.dtype)  # same device/precision as the model
             if deploy_form(b.in_channels, self.out_channels, b.rank, b.kernel_size) == 'merged':
-                conv = nn.Conv2d(b.in_channels, self.out_channels, b.kernel_size, b.stride, b.padding, b.dilation,
-                                 bias=True, **like)
+                conv = nn.Conv2d(
+                    b.in_channels, self.out_channels, b.kernel_size, b.stride, b.padding, b.dilation, bias=True, **like
+                )
                 conv.weight.copy_(torch.einsum('tr,rskl->tskl', coeff, w_basis))
                 conv.bias.copy_(bias_out)
                 return conv
-            basis_conv = nn.Conv2d(b.in_channels, b.rank, b.kernel_size, b.stride, b.padding, b.dilation, bias=True,
-                                   **like)
+            basis_conv = nn.Conv2d(
+                b.in_channels, b.rank, b.kernel_size, b.stride, b.padding, b.dilation, bias=True, **like
+            )
             basis_conv.weight.copy_(w_basis)
             basis_conv.bias.copy_(t1)
             coeff_conv = nn.Conv2d(b.rank, self.out_channels, 1, bias=True, **like)

@@ -11,6 +11,7 @@ Parameters are not modules, so the stage still iterates (``forward``, ``len``, i
 only, exactly like mmdet's ``ResLayer``/``nn.Sequential`` stages, and keys of the blocks keep mmdet's
 names (``layer3.1.conv1...``).
 """
+
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -33,6 +34,7 @@ class BasisGroup:
         unique (list[(str, Parameter)]): the unique bases of every layer that uses these shared bases
             (for the optional unique-basis regularisation, CIFAR-10 variant of the official code).
     """
+
     family: str
     name: str
     shared: List[Tuple[str, nn.Parameter]]
@@ -59,8 +61,16 @@ class SharedBasisStage(Sequential):
         super().__init__(*blocks, init_cfg=init_cfg)
         self._basis_groups: List[Tuple[str, Tuple[str, ...]]] = []  # (family, names initialised jointly)
 
-    def add_shared_basis(self, name: str, rank: int, in_channels: int, kernel_size: int = 3,
-                         family: str = 'shared', joint_with: Optional[str] = None, init: bool = True) -> nn.Parameter:
+    def add_shared_basis(
+        self,
+        name: str,
+        rank: int,
+        in_channels: int,
+        kernel_size: int = 3,
+        family: str = 'shared',
+        joint_with: Optional[str] = None,
+        init: bool = True,
+    ) -> nn.Parameter:
         """Register a shared basis ``(rank, in_channels, k, k)`` as ``self.<name>``.
 
         Args:
@@ -77,12 +87,14 @@ class SharedBasisStage(Sequential):
         if not name.startswith('shared_basis'):
             raise ValueError(f"shared basis names must start with 'shared_basis', got {name!r}")
         if rank < 1 or in_channels < 1 or kernel_size < 1:
-            raise ValueError(f'shared basis {name!r}: rank, in_channels and kernel_size must be >= 1, '
-                             f'got {rank}, {in_channels}, {kernel_size}')
+            raise ValueError(
+                f'shared basis {name!r}: rank, in_channels and kernel_size must be >= 1, '
+                f'got {rank}, {in_channels}, {kernel_size}'
+            )
         weight = nn.Parameter(torch.empty(rank, in_channels, kernel_size, kernel_size))
         self.register_parameter(name, weight)
         if joint_with is None:
-            self._basis_groups.append((family, (name, )))
+            self._basis_groups.append((family, (name,)))
         else:
             idx = [i for i, (_, names) in enumerate(self._basis_groups) if joint_with in names]
             if not idx:
@@ -90,9 +102,11 @@ class SharedBasisStage(Sequential):
             fam, names = self._basis_groups[idx[0]]
             other = getattr(self, joint_with)
             if other.shape[1:] != weight.shape[1:] or fam != family:
-                raise ValueError(f'{name!r} {tuple(weight.shape)} cannot be joint with {joint_with!r} '
-                                 f'{tuple(other.shape)}: shapes (apart from the rank) and families must agree')
-            self._basis_groups[idx[0]] = (fam, names + (name, ))
+                raise ValueError(
+                    f'{name!r} {tuple(weight.shape)} cannot be joint with {joint_with!r} '
+                    f'{tuple(other.shape)}: shapes (apart from the rank) and families must agree'
+                )
+            self._basis_groups[idx[0]] = (fam, names + (name,))
         if init:
             self.reset_shared_bases(self._basis_groups[-1 if joint_with is None else idx[0]][1])
         return weight
@@ -118,12 +132,13 @@ class SharedBasisStage(Sequential):
             if names is not None and not set(group) & set(names):
                 continue
             params = [getattr(self, n) for n in group]
-            full = torch.empty(sum(p.shape[0] for p in params), params[0][0].numel(),
-                               dtype=params[0].dtype, device=params[0].device)
+            full = torch.empty(
+                sum(p.shape[0] for p in params), params[0][0].numel(), dtype=params[0].dtype, device=params[0].device
+            )
             nn.init.orthogonal_(full)
             start = 0
             for p in params:
-                p.copy_(full[start:start + p.shape[0]].view_as(p))
+                p.copy_(full[start : start + p.shape[0]].view_as(p))
                 start += p.shape[0]
 
     def init_weights(self) -> None:
@@ -138,12 +153,12 @@ class SharedBasisStage(Sequential):
     def basis_groups(self, prefix: str = '') -> List[BasisGroup]:
         """The :class:`BasisGroup` of this stage, with names qualified by ``prefix``."""
         from .basis_conv import BasisConv2d
+
         pre = f'{prefix}.' if prefix else ''
         users: Dict[int, List[Tuple[str, nn.Parameter]]] = {}
         for mod_name, mod in self.named_modules():
             if isinstance(mod, BasisConv2d) and mod.shared_basis is not None and mod.unique_basis is not None:
-                users.setdefault(id(mod.shared_basis), []).append((f'{pre}{mod_name}.unique_basis',
-                                                                   mod.unique_basis))
+                users.setdefault(id(mod.shared_basis), []).append((f'{pre}{mod_name}.unique_basis', mod.unique_basis))
         groups = []
         for family, names in self._basis_groups:
             shared = [(f'{pre}{n}', getattr(self, n)) for n in names]
@@ -177,8 +192,11 @@ class SharedBasisBackboneMixin:
 
     def shared_bases(self) -> Dict[str, nn.Parameter]:
         """Qualified name -> shared basis tensor, each tensor once."""
-        return {f'{name}.{n}': getattr(stage, n) for name, stage in self._named_shared_stages()
-                for n in stage.shared_basis_names()}
+        return {
+            f'{name}.{n}': getattr(stage, n)
+            for name, stage in self._named_shared_stages()
+            for n in stage.shared_basis_names()
+        }
 
     #: Fraction of the backbone's values a ``Pretrained`` checkpoint must fill (tensors matched by name and shape).
     PRETRAINED_MIN_MATCH = 0.9
@@ -192,6 +210,7 @@ class SharedBasisBackboneMixin:
         tensors matched and the first mismatches; a compatible checkpoint loads as before.
         """
         from mmbasis.utils.pretrained import check_pretrained_fits  # noqa: PLC0415  (avoids an import cycle)
+
         check_pretrained_fits(self, self.init_cfg, self.PRETRAINED_MIN_MATCH)
         super().init_weights()
 

@@ -13,6 +13,7 @@ term has a positive floor ``(n - m) / n^2`` per basis.
 
 Everything is computed in float32 with autocast disabled, whatever the surrounding precision.
 """
+
 from typing import Dict, Iterable, List, Tuple
 
 import torch
@@ -28,7 +29,7 @@ def _squared_error(group: BasisGroup, include_unique: bool) -> Tuple[Tensor, int
     shared = group.matrix().float()
     if not (include_unique and group.unique):
         err = shared @ shared.t() - torch.eye(shared.shape[0], device=shared.device)
-        return err.pow(2).sum(), shared.shape[0]**2, err.detach().abs().max()
+        return err.pow(2).sum(), shared.shape[0] ** 2, err.detach().abs().max()
     # Unique-basis variant, exactly the official CIFAR-10 script (``train_cifar10.py``, include_unique_basis):
     # rows = [shared; unique of every using layer]; penalised: the shared rows against every row (the block
     # D[:n_s, :], so a shared-unique pair counts once, from its shared row) and, within each layer, its
@@ -41,14 +42,15 @@ def _squared_error(group: BasisGroup, include_unique: bool) -> Tuple[Tensor, int
     mask[:n_s, :] = True
     start = n_s
     for u in uniques:
-        mask[start:start + u.shape[0], start:start + u.shape[0]] = True
+        mask[start : start + u.shape[0], start : start + u.shape[0]] = True
         start += u.shape[0]
     masked = err[mask]
     return masked.pow(2).sum(), int(mask.sum()), masked.detach().abs().max()
 
 
-def orthogonality_loss(groups: Iterable[BasisGroup], pooling: str = 'paper',
-                       include_unique: bool = False) -> Tuple[Tensor, Tensor]:
+def orthogonality_loss(
+    groups: Iterable[BasisGroup], pooling: str = 'paper', include_unique: bool = False
+) -> Tuple[Tensor, Tensor]:
     """Unweighted ``L_orth`` of ``groups`` and the largest ``|B B^T - I|`` entry (a detached diagnostic).
 
     Args:
@@ -74,7 +76,7 @@ def orthogonality_loss(groups: Iterable[BasisGroup], pooling: str = 'paper',
         means, max_err = [], []
         for g in groups:
             sq, count, mx = _squared_error(g, include_unique)
-            acc = families.setdefault(g.family, [0., 0])
+            acc = families.setdefault(g.family, [0.0, 0])
             acc[0] = acc[0] + sq
             acc[1] += count
             means.append(sq / count)

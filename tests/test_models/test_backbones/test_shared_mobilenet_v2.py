@@ -18,7 +18,7 @@ def test_plain_official_layout_count():
 
 
 @pytest.mark.parametrize('variant', ['official', 'mmdet'])
-@pytest.mark.parametrize('shared', [('expand_conv', ), ('expand_conv', 'linear_conv')])
+@pytest.mark.parametrize('shared', [('expand_conv',), ('expand_conv', 'linear_conv')])
 def test_shapes(variant, shared):
     model = SharedBasisMobileNetV2(variant=variant, shared_convs=shared, out_indices=tuple(range(8)))
     outs = model(torch.randn(1, 3, 64, 64))
@@ -54,8 +54,9 @@ def test_sharing_is_real_and_once():
     ids = [id(p) for p in model.parameters()]
     assert len(ids) == len(set(ids))
     assert sorted(k for k in model.state_dict() if 'shared_basis' in k) == sorted(model.shared_bases())
-    wrapper = build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-5),
-                                              paramwise_cfg=dict(norm_decay_mult=0.)))
+    wrapper = build_optim_wrapper(
+        model, dict(optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-5), paramwise_cfg=dict(norm_decay_mult=0.0))
+    )
     assert sum(len(g['params']) for g in wrapper.optimizer.param_groups) == len(ids)
     assert {g.family for g in model.basis_groups()} == {'expand_conv', 'linear_conv'}
 
@@ -68,7 +69,7 @@ def test_gradient_accumulates_from_every_block():
     for m in untied.layer4.modules():
         if isinstance(m, BasisConv2d):
             own = torch.nn.Parameter(m.shared_basis.detach().clone())
-            m._shared = (own, )
+            m._shared = (own,)
             copies.append(own)
     x = torch.randn(2, 3, 64, 64)
     for model in (tied, untied):
@@ -81,7 +82,9 @@ def test_norm_eval_frozen_stages_with_cp():
     model = SharedBasisMobileNetV2(**SHARED_PP, frozen_stages=3, norm_eval=True)
     model.train()
     assert check_norm_state(model.modules(), False)
-    assert not model.layer3.shared_basis_expand_conv.requires_grad and model.layer4.shared_basis_expand_conv.requires_grad
+    assert (
+        not model.layer3.shared_basis_expand_conv.requires_grad and model.layer4.shared_basis_expand_conv.requires_grad
+    )
     assert all(not p.requires_grad for p in model.conv1.parameters())
     torch.manual_seed(0)
     ref = SharedBasisMobileNetV2(**SHARED_PP)
@@ -103,38 +106,46 @@ def test_frozen_stages_without_norm_eval():
         assert check_norm_state(layer.modules(), not frozen), i
         assert all(p.requires_grad != frozen for p in layer.parameters()), i
     assert check_norm_state(model.conv1.modules(), False) and check_norm_state(model.conv2.modules(), True)
-    assert not model.layer4.shared_basis_linear_conv.requires_grad and model.layer5.shared_basis_linear_conv.requires_grad
+    assert (
+        not model.layer4.shared_basis_linear_conv.requires_grad and model.layer5.shared_basis_linear_conv.requires_grad
+    )
     model.train()  # a second call keeps them frozen
     assert not model.layer3.shared_basis_expand_conv.requires_grad
 
 
-@pytest.mark.parametrize('kwargs, error, match', [
-    (dict(with_eca=True), ValueError, 'with_eca=True'),
-    (dict(shared_convs=(), with_eca=True), ValueError, 'with_eca=True'),
-    (dict(norm_eval='yes'), TypeError, "norm_eval='yes'"),
-    (dict(with_cp=1), TypeError, 'with_cp=1'),
-    (dict(shared_stages=(2, 2)), ValueError, r'shared_stages=\(2, 2\)'),
-    (dict(shared_stages=(True, )), ValueError, 'shared_stages'),
-    (dict(shared_convs='expand_conv'), ValueError, "shared_convs='expand_conv'"),
-    (dict(out_indices=7), ValueError, 'out_indices=7'),
-    (dict(out_indices=(1, 1)), ValueError, 'distinct'),
-    (dict(frozen_stages=True), ValueError, 'frozen_stages=True'),
-])
+@pytest.mark.parametrize(
+    'kwargs, error, match',
+    [
+        (dict(with_eca=True), ValueError, 'with_eca=True'),
+        (dict(shared_convs=(), with_eca=True), ValueError, 'with_eca=True'),
+        (dict(norm_eval='yes'), TypeError, "norm_eval='yes'"),
+        (dict(with_cp=1), TypeError, 'with_cp=1'),
+        (dict(shared_stages=(2, 2)), ValueError, r'shared_stages=\(2, 2\)'),
+        (dict(shared_stages=(True,)), ValueError, 'shared_stages'),
+        (dict(shared_convs='expand_conv'), ValueError, "shared_convs='expand_conv'"),
+        (dict(out_indices=7), ValueError, 'out_indices=7'),
+        (dict(out_indices=(1, 1)), ValueError, 'distinct'),
+        (dict(frozen_stages=True), ValueError, 'frozen_stages=True'),
+    ],
+)
 def test_invalid_argument_types(kwargs, error, match):
     with pytest.raises(error, match=match):
         SharedBasisMobileNetV2(**kwargs)
 
 
-@pytest.mark.parametrize('kwargs, match', [
-    (dict(widen_factor=0), 'widen_factor=0'),
-    (dict(shared_convs=('depthwise_conv', )), 'depthwise_conv'),
-    (dict(shared_stages=(0, )), 'shared_stages'),
-    (dict(shared_stages=(6, )), 'shared_stages'),
-    (dict(variant='torchvision'), "variant='torchvision'"),
-    (dict(out_indices=(8, )), 'out_indices'),
-    (dict(frozen_stages=8), 'frozen_stages=8'),
-    (dict(pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='a.pth')), 'cannot be given'),
-])
+@pytest.mark.parametrize(
+    'kwargs, match',
+    [
+        (dict(widen_factor=0), 'widen_factor=0'),
+        (dict(shared_convs=('depthwise_conv',)), 'depthwise_conv'),
+        (dict(shared_stages=(0,)), 'shared_stages'),
+        (dict(shared_stages=(6,)), 'shared_stages'),
+        (dict(variant='torchvision'), "variant='torchvision'"),
+        (dict(out_indices=(8,)), 'out_indices'),
+        (dict(frozen_stages=8), 'frozen_stages=8'),
+        (dict(pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='a.pth')), 'cannot be given'),
+    ],
+)
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SharedBasisMobileNetV2(**kwargs)

@@ -19,16 +19,19 @@ S_SINGLE = dict(depth=34, shared_rank=2, unique_rank=1, basis_sharing='stage', *
 R50_PP = dict(depth=50, shared_convs=('conv2', 'conv3'), basis_sharing='conv', **SMALL)
 
 
-@pytest.mark.parametrize('cfg, channels', [
-    (dict(depth=18, shared_rank=2, unique_rank=1, **SMALL), [8, 16, 32, 64]),
-    (S_STAR, [8, 16, 32, 64]),
-    (S_SINGLE, [8, 16, 32, 64]),
-    (dict(depth=50, **SMALL), [32, 64, 128, 256]),
-    (R50_PP, [32, 64, 128, 256]),
-    (dict(depth=101, **SMALL), [32, 64, 128, 256]),
-    (dict(depth=18, shared_rank=None, **SMALL), [8, 16, 32, 64]),
-    (dict(depth=18, shared_rank=3, unique_rank=0, **SMALL), [8, 16, 32, 64]),
-])
+@pytest.mark.parametrize(
+    'cfg, channels',
+    [
+        (dict(depth=18, shared_rank=2, unique_rank=1, **SMALL), [8, 16, 32, 64]),
+        (S_STAR, [8, 16, 32, 64]),
+        (S_SINGLE, [8, 16, 32, 64]),
+        (dict(depth=50, **SMALL), [32, 64, 128, 256]),
+        (R50_PP, [32, 64, 128, 256]),
+        (dict(depth=101, **SMALL), [32, 64, 128, 256]),
+        (dict(depth=18, shared_rank=None, **SMALL), [8, 16, 32, 64]),
+        (dict(depth=18, shared_rank=3, unique_rank=0, **SMALL), [8, 16, 32, 64]),
+    ],
+)
 def test_shapes_every_variant(cfg, channels):
     model = SharedBasisResNet(**cfg)
     outs = model(torch.randn(1, 3, 64, 64))
@@ -36,7 +39,7 @@ def test_shapes_every_variant(cfg, channels):
     assert [o.shape[-1] for o in outs] == [16, 8, 4, 2]
 
 
-@pytest.mark.parametrize('out_indices', [(0, ), (1, 3), (3, ), (0, 1, 2, 3)])
+@pytest.mark.parametrize('out_indices', [(0,), (1, 3), (3,), (0, 1, 2, 3)])
 def test_out_indices(out_indices):
     model = SharedBasisResNet(**S_STAR, out_indices=out_indices)
     outs = model(torch.randn(2, 3, 32, 32))
@@ -66,7 +69,7 @@ def test_gradient_accumulates_from_every_block():
     copies = []
     for conv in _uses(untied, 'layer3'):
         own = torch.nn.Parameter(conv.shared_basis.detach().clone())
-        conv._shared = (own, )
+        conv._shared = (own,)
         copies.append(own)
     x = torch.randn(2, 3, 32, 32)
     for model in (tied, untied):
@@ -87,9 +90,13 @@ def test_each_shared_tensor_once_everywhere(cfg):
     assert all(param_ids.count(id(p)) == 1 for p in shared.values())
     keys = [k for k in model.state_dict() if 'shared_basis' in k]
     assert sorted(keys) == sorted(shared)
-    wrapper = build_optim_wrapper(model, dict(
-        optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4),
-        paramwise_cfg=dict(norm_decay_mult=0., custom_keys={'shared_basis': dict(lr_mult=0.5)})))
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4),
+            paramwise_cfg=dict(norm_decay_mult=0.0, custom_keys={'shared_basis': dict(lr_mult=0.5)}),
+        ),
+    )
     in_groups = [id(p) for g in wrapper.optimizer.param_groups for p in g['params']]
     assert len(in_groups) == len(set(in_groups)) == len(param_ids)
     lrs = {id(p): g['lr'] for g in wrapper.optimizer.param_groups for p in g['params']}
@@ -143,36 +150,44 @@ def test_with_cp_same_output_and_grads(cfg):
         assert torch.allclose(p.grad, q.grad, atol=1e-5, rtol=1e-4), n
 
 
-@pytest.mark.parametrize('kwargs, match', [
-    # mmbasis' own arguments
-    (dict(depth=34, shared_rank=0), 'shared_rank=0'),
-    (dict(depth=34, shared_rank=64, unique_rank=1), 'larger than the layer width 64'),
-    (dict(depth=34, shared_rank=4, unique_rank=-1), 'unique_rank=-1'),
-    (dict(depth=34, unique_rank=2), 'unique_rank=2 needs a factorised basis'),
-    (dict(depth=34, shared_rank=4, basis_sharing='double'), "basis_sharing='double'"),
-    (dict(depth=34, shared_rank=4, shared_convs=('conv3', )), 'conv3'),
-    (dict(depth=34, shared_rank=4, shared_convs='conv1'), "shared_convs='conv1'"),
-    (dict(depth=50, shared_convs=('conv2', 'conv3'), basis_sharing='stage'), "basis_sharing='conv'"),
-    (dict(depth=50, shared_convs=('conv1', 'conv3'), basis_sharing='stage'), 'one shape'),
-    (dict(depth=34, shared_rank=4, rank_multipliers=(1, 2)), 'rank_multipliers.*no entry for stage 2'),
-    (dict(depth=34, shared_rank=4, rank_multipliers=(1, 0, 1, 1)), 'rank_multipliers'),
-    (dict(depth=34, shared_rank=60, unique_rank=1, rank_multipliers=(1, 2, 4, 9)),
-     'in stage 3 .* larger than the layer width 512'),
-    (dict(depth=50, shared_rank=48, unique_rank=17), 'rank 48\\+17=65 in stage 0 \\(conv2\\)'),
-    (dict(depth=34, deploy='yes'), "deploy='yes'"),
-    # mmdet arguments that conflict with shared convolutions
-    (dict(depth=50, dcn=dict(type='DCNv2', deform_groups=1), stage_with_dcn=(False, True, True, True)),
-     'DCN replaces conv2'),
-    (dict(depth=50, plugins=[dict(cfg=dict(type='ContextBlock', ratio=0.25), position='after_conv3')]),
-     'plugins'),
-    (dict(depth=50, conv_cfg=dict(type='ConvWS')), "conv_cfg={'type': 'ConvWS'}"),
-    # mmdet's own checks (bare asserts) come back as a ValueError that names the arguments and the check
-    (dict(depth=34, out_indices=(4, )), r'out_indices=\(4,\).*max\(out_indices\) < num_stages'),
-    (dict(depth=34, num_stages=5), 'num_stages=5.*num_stages'),
-    (dict(depth=34, strides=(1, 2)), r'strides=\(1, 2\).*len\(strides\)'),
-    (dict(depth=50, shared_convs=('conv3', ), dcn='DCNv2', stage_with_dcn=(False, True, True, True)),
-     r"dcn='DCNv2'.*isinstance\(dcn, dict\)"),
-])
+@pytest.mark.parametrize(
+    'kwargs, match',
+    [
+        # mmbasis' own arguments
+        (dict(depth=34, shared_rank=0), 'shared_rank=0'),
+        (dict(depth=34, shared_rank=64, unique_rank=1), 'larger than the layer width 64'),
+        (dict(depth=34, shared_rank=4, unique_rank=-1), 'unique_rank=-1'),
+        (dict(depth=34, unique_rank=2), 'unique_rank=2 needs a factorised basis'),
+        (dict(depth=34, shared_rank=4, basis_sharing='double'), "basis_sharing='double'"),
+        (dict(depth=34, shared_rank=4, shared_convs=('conv3',)), 'conv3'),
+        (dict(depth=34, shared_rank=4, shared_convs='conv1'), "shared_convs='conv1'"),
+        (dict(depth=50, shared_convs=('conv2', 'conv3'), basis_sharing='stage'), "basis_sharing='conv'"),
+        (dict(depth=50, shared_convs=('conv1', 'conv3'), basis_sharing='stage'), 'one shape'),
+        (dict(depth=34, shared_rank=4, rank_multipliers=(1, 2)), 'rank_multipliers.*no entry for stage 2'),
+        (dict(depth=34, shared_rank=4, rank_multipliers=(1, 0, 1, 1)), 'rank_multipliers'),
+        (
+            dict(depth=34, shared_rank=60, unique_rank=1, rank_multipliers=(1, 2, 4, 9)),
+            'in stage 3 .* larger than the layer width 512',
+        ),
+        (dict(depth=50, shared_rank=48, unique_rank=17), 'rank 48\\+17=65 in stage 0 \\(conv2\\)'),
+        (dict(depth=34, deploy='yes'), "deploy='yes'"),
+        # mmdet arguments that conflict with shared convolutions
+        (
+            dict(depth=50, dcn=dict(type='DCNv2', deform_groups=1), stage_with_dcn=(False, True, True, True)),
+            'DCN replaces conv2',
+        ),
+        (dict(depth=50, plugins=[dict(cfg=dict(type='ContextBlock', ratio=0.25), position='after_conv3')]), 'plugins'),
+        (dict(depth=50, conv_cfg=dict(type='ConvWS')), "conv_cfg={'type': 'ConvWS'}"),
+        # mmdet's own checks (bare asserts) come back as a ValueError that names the arguments and the check
+        (dict(depth=34, out_indices=(4,)), r'out_indices=\(4,\).*max\(out_indices\) < num_stages'),
+        (dict(depth=34, num_stages=5), 'num_stages=5.*num_stages'),
+        (dict(depth=34, strides=(1, 2)), r'strides=\(1, 2\).*len\(strides\)'),
+        (
+            dict(depth=50, shared_convs=('conv3',), dcn='DCNv2', stage_with_dcn=(False, True, True, True)),
+            r"dcn='DCNv2'.*isinstance\(dcn, dict\)",
+        ),
+    ],
+)
 def test_invalid_arguments(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         SharedBasisResNet(**kwargs)
@@ -196,13 +211,26 @@ def test_strict_state_dict_round_trip():
     assert b.layer2[1].conv1.basis.shared_basis is b.layer2.shared_basis_conv1
 
 
-@pytest.mark.parametrize('cfg', [
-    S_STAR, S_SINGLE, R50_PP,
-    dict(depth=18, shared_rank=14, unique_rank=2, base_channels=16, deep_stem=True, avg_down=True),
-    dict(depth=18, shared_rank=None, **SMALL),
-    dict(depth=50, shared_rank=2, unique_rank=1, shared_convs=('conv1', 'conv2', 'conv3'), basis_sharing='conv',
-         style='caffe', **SMALL),
-    dict(depth=18, shared_rank=3, unique_rank=1, strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2), **SMALL)])
+@pytest.mark.parametrize(
+    'cfg',
+    [
+        S_STAR,
+        S_SINGLE,
+        R50_PP,
+        dict(depth=18, shared_rank=14, unique_rank=2, base_channels=16, deep_stem=True, avg_down=True),
+        dict(depth=18, shared_rank=None, **SMALL),
+        dict(
+            depth=50,
+            shared_rank=2,
+            unique_rank=1,
+            shared_convs=('conv1', 'conv2', 'conv3'),
+            basis_sharing='conv',
+            style='caffe',
+            **SMALL,
+        ),
+        dict(depth=18, shared_rank=3, unique_rank=1, strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2), **SMALL),
+    ],
+)
 def test_deploy_equivalence_and_strict_reload(cfg):
     """Folding is exact: in float64 the outputs agree to rounding (float32 would hide errors of ~1e-6)."""
     model = SharedBasisResNet(**cfg).double()
@@ -217,8 +245,7 @@ def test_deploy_equivalence_and_strict_reload(cfg):
     for a, b in zip(before, after):
         assert (a - b).abs().max() <= 1e-10 * a.abs().max()
     kinds = {type(m) for m in model.modules()}
-    assert not any(issubclass(k, (torch.nn.modules.batchnorm._BatchNorm, BasisConv2d, FactorizedConv2d))
-                   for k in kinds)
+    assert not any(issubclass(k, (torch.nn.modules.batchnorm._BatchNorm, BasisConv2d, FactorizedConv2d)) for k in kinds)
     leaves = [m for m in model.modules() if not list(m.children())]
     assert {type(m) for m in leaves} <= {nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Identity}
     assert all(m.bias is not None for m in leaves if isinstance(m, nn.Conv2d))
@@ -244,8 +271,13 @@ def test_deploy_refuses_non_plain_convs():
 
 
 def test_dcn_on_unshared_conv2():
-    model = SharedBasisResNet(depth=50, shared_convs=('conv3', ), dcn=dict(type='DCNv2', deform_groups=1),
-                              stage_with_dcn=(False, True, True, True), **SMALL)
+    model = SharedBasisResNet(
+        depth=50,
+        shared_convs=('conv3',),
+        dcn=dict(type='DCNv2', deform_groups=1),
+        stage_with_dcn=(False, True, True, True),
+        **SMALL,
+    )
     assert isinstance(model.layer2[1].conv2, ModulatedDeformConv2dPack)
     assert isinstance(model.layer1[1].conv2, nn.Conv2d)
     assert model.layer2[1].conv3.shared_basis is model.layer2.shared_basis
@@ -276,8 +308,9 @@ def test_deploy_keeps_frozen_stages_and_mode():
     assert all(torch.isfinite(o).all() for o in built(x))
 
 
-@pytest.mark.parametrize('cfg', [S_STAR, dict(depth=50, shared_convs=('conv2', 'conv3'), basis_sharing='conv',
-                                              **SMALL)])
+@pytest.mark.parametrize(
+    'cfg', [S_STAR, dict(depth=50, shared_convs=('conv2', 'conv3'), basis_sharing='conv', **SMALL)]
+)
 def test_mmcv_fuse_conv_bn_is_safe(cfg):
     """mmcv's fuse_conv_bn (mmdet benchmark/test tools) must not mis-fuse the basis norms of the training form."""
     model = SharedBasisResNet(**cfg)

@@ -8,10 +8,10 @@ from mmbasis.models.layers import BasisGroup
 def _loop_sq_error(rows):
     """Sum of squared entries of B B^T - I by explicit loops (independent of the implementation)."""
     n = rows.shape[0]
-    total = 0.
+    total = 0.0
     for i in range(n):
         for j in range(n):
-            v = float(rows[i] @ rows[j]) - (1. if i == j else 0.)
+            v = float(rows[i] @ rows[j]) - (1.0 if i == j else 0.0)
             total += v * v
     return total, n * n
 
@@ -20,9 +20,11 @@ def _groups(seed=0):
     g = torch.Generator().manual_seed(seed)
     p = [torch.nn.Parameter(torch.randn(r, 4, 3, 3, generator=g) * 0.2) for r in (3, 2, 5)]
     q = torch.nn.Parameter(torch.randn(4, 6, 1, 1, generator=g) * 0.3)
-    return [BasisGroup('conv3x3', 'a', [('a1', p[0]), ('a2', p[1])]),
-            BasisGroup('conv3x3', 'b', [('b', p[2])]),
-            BasisGroup('conv1x1', 'c', [('c', q)])]
+    return [
+        BasisGroup('conv3x3', 'a', [('a1', p[0]), ('a2', p[1])]),
+        BasisGroup('conv3x3', 'b', [('b', p[2])]),
+        BasisGroup('conv1x1', 'c', [('c', q)]),
+    ]
 
 
 def test_paper_pooling_matches_loops():
@@ -30,7 +32,7 @@ def test_paper_pooling_matches_loops():
     fam = {}
     for g in groups:
         sq, n = _loop_sq_error(g.matrix().detach())
-        fam.setdefault(g.family, [0., 0])
+        fam.setdefault(g.family, [0.0, 0])
         fam[g.family][0] += sq
         fam[g.family][1] += n
     expected = sum(sq / n for sq, n in fam.values())
@@ -49,7 +51,7 @@ def test_joint_group_penalises_cross_terms():
     b = torch.nn.Parameter(torch.eye(4)[:2].view(2, 4, 1, 1).clone())  # orthonormal, but equal to a
     joint = [BasisGroup('f', 'ab', [('a', a), ('b', b)])]
     separate = [BasisGroup('f', 'a', [('a', a)]), BasisGroup('f', 'b', [('b', b)])]
-    assert orthogonality_loss(separate)[0].item() == pytest.approx(0.)
+    assert orthogonality_loss(separate)[0].item() == pytest.approx(0.0)
     assert orthogonality_loss(joint)[0].item() == pytest.approx(4 / 16)  # 4 off-diagonal ones in a 4x4
 
 
@@ -65,18 +67,18 @@ def official_cifar10_loss(stages):
     for shared, blocks in stages:
         num_shared_basis = shared.shape[0]
         num_unique_basis = blocks[0][0].shape[0]
-        all_basis = (shared, )
+        all_basis = (shared,)
         for u1, u2 in blocks:
             all_basis += (u1, u2)
         num_all_basis = num_shared_basis + num_unique_basis * 2 * len(blocks)
         B = torch.cat(all_basis).view(num_all_basis, -1)
-        D = (torch.mm(B, torch.t(B)) - torch.eye(num_all_basis, num_all_basis))**2
+        D = (torch.mm(B, torch.t(B)) - torch.eye(num_all_basis, num_all_basis)) ** 2
         sim += torch.sum(D[0:num_shared_basis, :])
         cnt_sim += num_shared_basis * num_all_basis
         for i in range(1, len(blocks) + 1):
             for j in range(2):
                 idx_base = num_shared_basis + (i - 1) * num_unique_basis * 2 + num_unique_basis * j
-                sim += torch.sum(D[idx_base:idx_base + num_unique_basis, idx_base:idx_base + num_unique_basis])
+                sim += torch.sum(D[idx_base : idx_base + num_unique_basis, idx_base : idx_base + num_unique_basis])
                 cnt_sim += num_unique_basis**2
     return sim / cnt_sim
 
@@ -88,11 +90,19 @@ def test_include_unique_is_the_official_cifar10_formula():
     def param(*shape):
         return torch.nn.Parameter(torch.randn(*shape, generator=g) * 0.3)
 
-    stages = [(param(3, 4, 3, 3), [(param(2, 4, 3, 3), param(2, 4, 3, 3)) for _ in range(3)]),
-              (param(5, 6, 3, 3), [(param(2, 6, 3, 3), param(2, 6, 3, 3)) for _ in range(2)])]
-    groups = [BasisGroup('conv3x3', f'layer{i}.shared_basis', [('s', s)],
-                         unique=[(f'{j}.{k}', u) for j, pair in enumerate(blocks) for k, u in enumerate(pair)])
-              for i, (s, blocks) in enumerate(stages)]
+    stages = [
+        (param(3, 4, 3, 3), [(param(2, 4, 3, 3), param(2, 4, 3, 3)) for _ in range(3)]),
+        (param(5, 6, 3, 3), [(param(2, 6, 3, 3), param(2, 6, 3, 3)) for _ in range(2)]),
+    ]
+    groups = [
+        BasisGroup(
+            'conv3x3',
+            f'layer{i}.shared_basis',
+            [('s', s)],
+            unique=[(f'{j}.{k}', u) for j, pair in enumerate(blocks) for k, u in enumerate(pair)],
+        )
+        for i, (s, blocks) in enumerate(stages)
+    ]
     params = [p for s, blocks in stages for p in (s, *[u for pair in blocks for u in pair])]
     ours, _ = orthogonality_loss(groups, include_unique=True)
     ref = official_cifar10_loss(stages)
@@ -127,7 +137,7 @@ def test_values_at_init_match_the_paper_digest():
     conv1x1 = [g for g in r50.basis_groups() if g.family == 'conv1x1']
     assert orthogonality_loss(conv1x1)[0].item() == pytest.approx(2880 / 5_570_560, rel=1e-4)
     lo, hi = singular_value_spread(r34.basis_groups()[0])
-    assert lo == pytest.approx(1., abs=1e-4) and hi == pytest.approx(1., abs=1e-4)
+    assert lo == pytest.approx(1.0, abs=1e-4) and hi == pytest.approx(1.0, abs=1e-4)
 
 
 def test_invalid():

@@ -52,15 +52,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..models.backbones import SharedBasisResNet
 from ..models.layers import BasisConv2d, FactorizedConv2d
-from ..paper_models import PAPER_MODELS, paper_backbone_cfg
-from ..utils.checkpoint_io import (
-    CheckpointFormatError,
-    load_weights_only,
-    same_file,
-    save_atomic,
-    split_checkpoint,
-    strip_module_prefix,
-)
+from ..paper_models import PAPER_MODELS, paper_backbone_cfg, plain_counterpart
+from ..utils import checkpoint_io
+from ..utils.checkpoint_io import CheckpointFormatError, save_atomic
 from ..utils.misc import brief
 
 __all__ = [
@@ -83,17 +77,6 @@ PLAIN_LAYOUTS: Dict[str, str] = {
     'torchvision': "torchvision ResNet: ResNet keys with no prefix plus the classifier 'fc.weight'/'fc.bias'",
 }
 _RESNET_KEY = 'layer1.0.conv1.weight'
-_SHARED_ONLY = (
-    'type',
-    'shared_rank',
-    'unique_rank',
-    'rank_multipliers',
-    'basis_sharing',
-    'shared_convs',
-    'deploy',
-    'init_cfg',
-    'pretrained',
-)
 _IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 _IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, mmdet/torchvision normalisation
 _IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -123,7 +106,7 @@ def extract_plain_backbone(state_dict: Mapping[str, Tensor]) -> Tuple['OrderedDi
             f'expected a non-empty state dict, found {type(state_dict).__name__} '
             f'{"(empty)" if isinstance(state_dict, Mapping) else ""}; accepted: {_accepted()}'
         )
-    sd = strip_module_prefix(state_dict)
+    sd = checkpoint_io.strip_module_prefix(state_dict)
     tops = sorted({k.split('.', 1)[0] for k in sd})
     if 'backbone' in tops:
         others = [t for t in tops if t not in ('backbone', 'data_preprocessor')]
@@ -158,7 +141,7 @@ def load_plain_checkpoint(path: str) -> Tuple['OrderedDict[str, Tensor]', str]:
         FileNotFoundError: ``path`` is missing.
         CheckpointFormatError: not a PyTorch checkpoint, or no plain ResNet in it (see :func:`extract_plain_backbone`).
     """
-    state_dict, _ = split_checkpoint(load_weights_only(path), path)
+    state_dict, _ = checkpoint_io.split_checkpoint(checkpoint_io.load_weights_only(path), path)
     try:
         return extract_plain_backbone(state_dict)
     except CheckpointFormatError as e:
@@ -314,9 +297,12 @@ def _build_target(cfg: dict) -> SharedBasisResNet:
 
 def _build_plain(cfg: dict) -> nn.Module:
     """mmdet's plain ResNet with the target's geometry (the function of the source checkpoint)."""
-    from mmdet.models.backbones import ResNet
+    from mmdet.registry import MODELS
 
-    return ResNet(**{k: v for k, v in cfg.items() if k not in _SHARED_ONLY})
+    plain = plain_counterpart(cfg)
+    plain.pop('init_cfg', None)
+    plain.pop('pretrained', None)
+    return MODELS.build(plain)
 
 
 # ============================================================================================ linear algebra
@@ -902,7 +888,7 @@ def decompose_checkpoint(
     cfg = target_backbone_cfg(arch, backbone_cfg)
     if not osp.isfile(src):
         raise FileNotFoundError(f'source checkpoint {str(src)!r} does not exist or is not a file')
-    if same_file(src, dst):
+    if checkpoint_io.same_file(src, dst):
         raise ValueError(
             f'DST {str(dst)!r} is the source checkpoint: choose another output path (SRC is never overwritten)'
         )

@@ -168,8 +168,9 @@ class FactorizedConv2d(nn.Module):
         out_channels (int): ``T``.
         unique_rank (int): ``u``.
         shared_basis (nn.Parameter, optional): ``(s, S, k, k)``, referenced, not registered.
-        kernel_size, stride, padding, dilation: of the basis convolution.
         norm_cfg (dict): the norm between basis and coefficients (over ``R`` channels).
+        **geometry: ``kernel_size``, ``stride``, ``padding``, ``dilation`` of the basis convolution
+            (:class:`BasisConv2d`'s defaults: a 3x3 convolution, stride 1, padding 1).
 
     Shapes:
         ``(N, S, H, W)`` -> ``(N, T, H', W')``. The norm after the coefficients belongs to the block
@@ -182,14 +183,11 @@ class FactorizedConv2d(nn.Module):
         out_channels: int,
         unique_rank: int,
         shared_basis: Optional[nn.Parameter] = None,
-        kernel_size: int = 3,
-        stride: int = 1,
-        padding: int = 1,
-        dilation: int = 1,
         norm_cfg: dict = dict(type='BN'),
+        **geometry,
     ) -> None:
         super().__init__()
-        self.basis = BasisConv2d(in_channels, unique_rank, shared_basis, kernel_size, stride, padding, dilation)
+        self.basis = BasisConv2d(in_channels, unique_rank, shared_basis, **geometry)
         self.basis_norm = build_norm_layer(norm_cfg, self.basis.rank)[1]
         self.coeff = nn.Conv2d(self.basis.rank, out_channels, 1, bias=False)
         self.in_channels = in_channels
@@ -200,17 +198,10 @@ class FactorizedConv2d(nn.Module):
         cls, conv: nn.Conv2d, shared_basis: Optional[nn.Parameter], unique_rank: int, norm_cfg: dict = dict(type='BN')
     ) -> 'FactorizedConv2d':
         """The factorised replacement of ``conv`` (same input/output widths and geometry)."""
-        return cls(
-            conv.in_channels,
-            conv.out_channels,
-            unique_rank,
-            shared_basis,
-            conv.kernel_size[0],
-            conv.stride[0],
-            conv.padding[0],
-            conv.dilation[0],
-            norm_cfg,
+        geometry = dict(
+            kernel_size=conv.kernel_size[0], stride=conv.stride[0], padding=conv.padding[0], dilation=conv.dilation[0]
         )
+        return cls(conv.in_channels, conv.out_channels, unique_rank, shared_basis, norm_cfg, **geometry)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.coeff(self.basis_norm(self.basis(x)))

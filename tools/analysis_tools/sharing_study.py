@@ -271,6 +271,32 @@ def run_key(cell: str, seed: int, epochs, options: str) -> tuple:
     return cell, int(seed), str(epochs), options
 
 
+def claim(work_dir: str) -> bool:
+    """Claim a run for this process (``work_dir/claim``, created exclusively), so that several study processes
+    can share a grid; a claim whose process has died is taken over."""
+    os.makedirs(work_dir, exist_ok=True)
+    path = osp.join(work_dir, 'claim')
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path, encoding='utf-8') as f:
+                    pid = int(f.read().strip() or 0)
+                os.kill(pid, 0)
+                return pid == os.getpid()  # alive: another process owns it
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                try:
+                    os.remove(path)  # a dead process's claim
+                except FileNotFoundError:
+                    pass
+                continue
+        with os.fdopen(fd, 'w') as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
 def launch(spec: dict, threads: int, log_path: str) -> dict:
     """Run one grid point in a fresh interpreter; return its row (raises with the log's tail on failure)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS='ignore')
@@ -472,6 +498,10 @@ def main(argv=None) -> int:
         def one(run):
             cell, seed = run
             work = osp.join(args.work_root, f'{cell}_seed{seed}_{epochs_key}e')
+            done_now = {run_key(r['cell'], r['seed'], r['epochs'], r['options']) for r in read_rows(csv_path)}
+            if run_key(cell, seed, epochs_key, options) in done_now or not claim(work):
+                print(f'  skipped: {cell} seed {seed} is done or running in another process', flush=True)
+                return None
             spec = dict(
                 cell=cell,
                 seed=seed,

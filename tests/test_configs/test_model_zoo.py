@@ -58,11 +58,11 @@ def test_metafile_lists_every_config_of_its_folder(folder):
 
 @pytest.mark.parametrize('folder', zoo.ZOO_FOLDERS)
 def test_readme_table_lists_every_config(folder):
-    readmes = [REPO / 'configs' / folder / 'README.md', REPO / 'configs' / 'README.md']
+    readmes = [REPO / 'configs' / folder / 'README.md', REPO / 'configs' / 'README.md', REPO / 'README.md']
     for readme in readmes:
         text = readme.read_text(encoding='utf-8')
         table = text[text.index(zoo.START) : text.index(zoo.END)]
-        prefix = './' if readme.parent.name == folder else f'./{folder}/'
+        prefix = {folder: './', 'configs': f'./{folder}/'}.get(readme.parent.name, f'configs/{folder}/')
         for p in ZOO:
             if p.parent.name == folder:
                 assert f']({prefix}{p.name})' in table, (readme, p.name)

@@ -16,9 +16,9 @@ built (``torch.manual_seed(0)`` first) and measured on CPU:
 Everything else comes from the config: the backbone's paper name (matched against ``mmbasis.paper_models``), the
 weights it starts from (``init_cfg``), the training data and the epochs (``max_epochs`` times the dataset repeats).
 
-Written: ``configs/<folder>/metafile.yml`` (Collections + Models), the table between ``<!-- model-zoo:start -->`` and
-``<!-- model-zoo:end -->`` of ``configs/<folder>/README.md`` and of ``configs/README.md`` (the whole zoo), and
-``model-index.yml`` at the repository top (``Import`` of every metafile).
+Written: ``configs/<folder>/metafile.yml`` (Collections + Models), the table between ``<!-- model-zoo:start -->``
+and ``<!-- model-zoo:end -->`` of ``configs/<folder>/README.md``, of ``configs/README.md`` and of the top-level
+``README.md`` (the whole zoo), and ``model-index.yml`` at the repository top (``Import`` of every metafile).
 """
 
 import argparse
@@ -435,6 +435,8 @@ def outputs(entries: Sequence[Entry], root: Path = REPO) -> Dict[Path, str]:
     overall = root / 'configs' / 'README.md'
     everything = [e for folder in ZOO_FOLDERS for e in ordered([e for e in entries if e.folder == folder])]
     files[overall] = with_table(_read(overall), overall, table(everything, lambda e: f'./{e.folder}/{e.stem}.py'))
+    top = root / 'README.md'
+    files[top] = with_table(_read(top), top, table(everything, lambda e: f'configs/{e.folder}/{e.stem}.py'))
     files[root / 'model-index.yml'] = model_index(ZOO_FOLDERS)
     return files
 

@@ -25,6 +25,8 @@ class PaperModel:
             ResNet50/MobileNetV2 "Shared" and "Shared++" the other way round: ``ResNet50_SharedSingle`` is
             the paper's ResNet50-Shared).
         params: backbone-only parameter count of the official model.
+        full_params: parameter count of the official ImageNet model, classifier included (the official README's
+            parameter column).
         shared_params: parameters in the shared bases (counted once).
         bases_per_family: shared bases per regulariser family (e.g. ``{'conv3x3': 8}``).
         stage3_uses: how many convolutions use one stage-3 basis (the depth of the recursion).
@@ -38,6 +40,7 @@ class PaperModel:
     backbone: dict
     official_class: str
     params: int
+    full_params: int
     shared_params: int
     bases_per_family: Dict[str, int]
     stage3_uses: int
@@ -68,6 +71,14 @@ def _r34(s: int, star: bool, top1_err: Optional[float] = None, wd: Optional[floa
             (32, False): 7_683_056,
             (16, False): 6_442_224,
         }[(s, star)],
+        full_params={
+            (48, True): 11_786_968,
+            (32, True): 9_762_776,
+            (16, True): 7_738_584,
+            (48, False): 9_436_888,
+            (32, False): 8_196_056,
+            (16, False): 6_955_224,
+        }[(s, star)],
         shared_params=shared,
         bases_per_family={'conv3x3': 4 * bases},
         stage3_uses=5 if star else 10,
@@ -89,6 +100,7 @@ _MODELS = (
         dict(type='SharedBasisResNet', depth=50, shared_convs=('conv2',)),
         'ResNet50_SharedSingle()',
         18_457_664,
+        20_506_664,
         3_133_440,
         {'conv3x3': 4},
         5,
@@ -102,6 +114,7 @@ _MODELS = (
         dict(type='SharedBasisResNet', depth=50, shared_convs=('conv2', 'conv3'), basis_sharing='conv'),
         'ResNet50_Shared()',
         16_213_056,
+        18_262_056,
         4_526_080,
         {'conv3x3': 4, 'conv1x1': 4},
         5,
@@ -114,6 +127,7 @@ _MODELS = (
         dict(type='SharedBasisResNet', depth=101, shared_convs=('conv2',)),
         'ResNet101_SharedSingle()',
         27_422_784,
+        29_471_784,
         3_133_440,
         {'conv3x3': 4},
         22,
@@ -126,6 +140,7 @@ _MODELS = (
         dict(_MBV2, shared_convs=('expand_conv',)),
         'MobileNetV2_Shared()',
         1_962_080,
+        3_243_080,
         239_616,
         {'expand_conv': 4},
         2,
@@ -138,6 +153,7 @@ _MODELS = (
         dict(_MBV2, shared_convs=('expand_conv', 'linear_conv')),
         'MobileNetV2_SharedDouble() built with BlockSharedDouble (code before March 2021, no ECA)',
         1_697_888,
+        2_978_888,
         479_232,
         {'expand_conv': 4, 'linear_conv': 4},
         2,
@@ -151,6 +167,7 @@ _MODELS = (
         dict(_MBV2, shared_convs=('expand_conv', 'linear_conv'), with_eca=True),
         'MobileNetV2_SharedDouble() at HEAD (BlockSharedDoubleAttention, ECA)',
         1_697_905,
+        2_978_905,
         479_232,
         {'expand_conv': 4, 'linear_conv': 4},
         2,

@@ -55,7 +55,7 @@ from ..models.layers import BasisConv2d, FactorizedConv2d
 from ..paper_models import PAPER_MODELS, paper_backbone_cfg, plain_counterpart
 from ..utils import checkpoint_io
 from ..utils.checkpoint_io import CheckpointFormatError, save_atomic
-from ..utils.misc import brief
+from ..utils.misc import brief, check_int
 
 __all__ = [
     'PLAIN_LAYOUTS',
@@ -751,11 +751,8 @@ def calibration_batch(
     Raises:
         ValueError: bad ``num_images``/``img_size``; FileNotFoundError: no such folder or no image in it.
     """
-    for name, value in (('num_images', num_images), ('img_size', img_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == 'num_images' else 16):
-            raise ValueError(
-                f'{name}={value!r} is not allowed: it must be an integer >= {1 if name == "num_images" else 16}'
-            )
+    check_int('num_images', num_images, low=1)
+    check_int('img_size', img_size, low=16)
     if images is None:
         x = torch.randn(num_images, in_channels, img_size, img_size, generator=torch.Generator().manual_seed(seed))
         return x, dict(kind='random normal', num_images=num_images, img_size=img_size, seed=seed)
@@ -800,8 +797,7 @@ def decompose_resnet(
     Raises:
         ValueError: a bad target or ``als_iters``; CheckpointFormatError: weights that do not fit the target.
     """
-    if not isinstance(als_iters, int) or isinstance(als_iters, bool) or als_iters < 0:
-        raise ValueError(f'als_iters={als_iters!r} is not allowed: it must be an integer >= 0')
+    check_int('als_iters', als_iters, low=0)
     cfg = target_backbone_cfg(backbone_cfg=backbone_cfg)
     model = _build_target(cfg)
     plain = _build_plain(cfg)

@@ -15,22 +15,18 @@ import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import Dict, Iterator, List, Mapping, Optional
+from typing import Dict, Iterator, List, Mapping
 
 import cv2
 import numpy as np
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 
+from ..utils.misc import check_int
+
 SHAPES_CLASSES = ('rectangle', 'ellipse', 'triangle')
 SHAPES_PALETTE = [(220, 20, 60), (0, 128, 255), (60, 180, 75)]
 _FORMAT_VERSION = 1
-
-
-def _check_int(name: str, value, low: int, high: Optional[int] = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
-        bound = f'[{low}, {high}]' if high is not None else f'>= {low}'
-        raise ValueError(f'{name}={value!r} is not allowed: it must be an integer {bound}')
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -87,10 +83,10 @@ def generate_shapes_split(
         raise ValueError(f'root={root!r} is not allowed: it must be a non-empty folder path')
     if not isinstance(split, str) or not split or os.sep in split or '/' in split or split.startswith('.'):
         raise ValueError(f'split={split!r} is not allowed: use a plain folder name such as "train" or "val"')
-    _check_int('num_images', num_images, 1)
-    _check_int('img_size', img_size, 32, 4096)
-    _check_int('seed', seed, 0)
-    _check_int('max_objects', max_objects, 1, 20)
+    check_int('num_images', num_images, 1)
+    check_int('img_size', img_size, 32, 4096)
+    check_int('seed', seed, 0)
+    check_int('max_objects', max_objects, 1, 20)
     meta = dict(
         format_version=_FORMAT_VERSION,
         split=split,

@@ -1,7 +1,6 @@
 import copy
 import os
 import os.path as osp
-import socket
 import tempfile
 from types import SimpleNamespace
 
@@ -13,6 +12,7 @@ from mmengine.optim import OptimWrapper
 
 from mmbasis.engine import OrthogonalityRegularizerHook
 from mmbasis.models import orthogonality_loss
+from tests.helpers import free_port
 from tests.toy import ToyDetector, toy_batch
 
 LAMBDA = 10.0
@@ -206,12 +206,6 @@ def test_errors_without_shared_bases():
         OrthogonalityRegularizerHook(pooling='x')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 STEPS, TOTAL_BATCH = 3, 4
 
 
@@ -263,7 +257,7 @@ def test_two_process_ddp_matches_single_process():
     single_logged = _train(single, [toy_batch(TOTAL_BATCH, seed=s) for s in range(STEPS)])
     with tempfile.TemporaryDirectory() as tmp:
         out = osp.join(tmp, 'rank0.pth')
-        mp.spawn(_ddp_worker, args=(2, _free_port(), init, out), nprocs=2, join=True)
+        mp.spawn(_ddp_worker, args=(2, int(free_port()), init, out), nprocs=2, join=True)
         saved = torch.load(out, weights_only=True)
     ddp_state = saved['state']
     # the hook ran inside DDP's forward on every step, with the same values as the single process

@@ -52,3 +52,19 @@ def test_same_parameters_and_working_predict():
     assert torch.equal(result.bboxes, expected.bboxes) and torch.equal(result.scores, expected.scores)
     assert len(result.bboxes) <= 10 and result.bboxes.shape[-1] == 4
     assert ((result.labels >= 0) & (result.labels < 3)).all()
+
+
+def test_registered_by_import_mmbasis_alone():
+    """One import registers everything, the SSD head included (a fresh interpreter: nothing imported before)."""
+    import subprocess
+    import sys
+
+    code = (
+        'import mmbasis\nfrom mmdet.registry import HOOKS, LOG_PROCESSORS, MODELS\n'
+        "assert MODELS.get('FixedSSDHead') and MODELS.get('SharedBasisResNet')\n"
+        "assert MODELS.get('SharedBasisMobileNetV2')\n"
+        "assert HOOKS.get('OrthogonalityRegularizerHook') and HOOKS.get('FiniteLossHook')\n"
+        "assert HOOKS.get('SafeCheckpointHook') and LOG_PROCESSORS.get('ReadableLogProcessor')\n"
+    )
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

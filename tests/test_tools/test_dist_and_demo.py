@@ -3,7 +3,6 @@
 import json
 import os.path as osp
 import pickle
-import socket
 import sys
 
 import pytest
@@ -11,19 +10,14 @@ import torch
 
 import mmbasis  # noqa: F401
 from mmbasis.datasets import generate_shapes_split
+from tests.helpers import free_port
 from tests.test_tools.tiny import DEMO_CONFIG, load_tool, run, tiny_options
-
-
-def _free_port() -> str:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return str(s.getsockname()[1])
 
 
 @pytest.mark.slow
 def test_dist_train_and_test_two_processes(tmp_path):
     data, work = str(tmp_path / 'data'), str(tmp_path / 'work')
-    env = dict(PYTHON=sys.executable, PORT=_free_port())
+    env = dict(PYTHON=sys.executable, PORT=free_port())
     proc = run(
         ['bash', 'tools/dist_train.sh', DEMO_CONFIG, '2', '--work-dir', work, '--cfg-options', *tiny_options(data, 1)],
         env=env,
@@ -50,7 +44,7 @@ def test_dist_train_and_test_two_processes(tmp_path):
             '--cfg-options',
             *tiny_options(data, 1),
         ],
-        env=dict(env, PORT=_free_port()),
+        env=dict(env, PORT=free_port()),
     )
     assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
     with open(out_file, 'rb') as f:

@@ -27,7 +27,7 @@ from mmdet.registry import MODELS
 from mmengine.runner import load_checkpoint
 
 import mmbasis  # noqa: F401
-from mmbasis.paper_models import paper_backbone_cfg
+from mmbasis.paper_models import PAPER_MODELS, paper_backbone_cfg
 from mmbasis.utils import CheckpointFormatError, save_atomic
 from tests.helpers import load_tool, sha256
 
@@ -45,22 +45,6 @@ FIXTURE = osp.join(ROOT, 'tests', 'data', 'netrl2_keys.json')
 
 with open(FIXTURE) as f:
     OFFICIAL = {k: v for k, v in json.load(f).items() if not k.startswith('_')}
-
-# Official full-model parameter counts (classifier included), paper digest Sec. 7.1.
-DIGEST_PARAMS = {
-    'ResNet34-S48U1*': 11_786_968,
-    'ResNet34-S32U1*': 9_762_776,
-    'ResNet34-S16U1*': 7_738_584,
-    'ResNet34-S48U1': 9_436_888,
-    'ResNet34-S32U1': 8_196_056,
-    'ResNet34-S16U1': 6_955_224,
-    'ResNet50-Shared': 20_506_664,
-    'ResNet50-Shared++': 18_262_056,
-    'ResNet101-Shared': 29_471_784,
-    'MobileNetV2-Shared': 3_243_080,
-    'MobileNetV2-Shared++': 2_978_888,
-    'MobileNetV2-Shared++-ECA': 2_978_905,
-}
 
 
 # ------------------------------------------------------------------------------------------ official-format data
@@ -192,7 +176,7 @@ def test_fixture_covers_every_arch_and_matches_digest_counts():
             for k, s in entry['keys']
             if k not in entry['aliases'] and not k.endswith(('running_mean', 'running_var', 'tracked'))
         )
-        assert params == entry['params'] == DIGEST_PARAMS[arch], arch
+        assert params == entry['params'] == PAPER_MODELS[arch].full_params, arch
 
 
 # ------------------------------------------------------------------------------------------ conversion

@@ -15,11 +15,12 @@ import os.path as osp
 import sys
 import time
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 import mmbasis  # noqa: F401
 from mmbasis.datasets import generate_shapes_for_config, generate_shapes_split
 from mmbasis.utils import get_config_path
+from mmbasis.utils.cli import read_config
 
 DEFAULT_CONFIG = 'shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'
 
@@ -54,11 +55,7 @@ def main(argv=None) -> int:
             ]
         else:
             config = args.config or get_config_path(DEFAULT_CONFIG)
-            if not osp.isfile(config):
-                raise FileNotFoundError(f'config file {config!r} does not exist')
-            cfg = Config.fromfile(config)
-            if args.cfg_options:
-                cfg.merge_from_dict(args.cfg_options)
+            cfg = read_config(config, args.cfg_options)
             folders = generate_shapes_for_config(cfg)
             if not folders:
                 raise ValueError(f'{config} uses no SyntheticShapesDataset')

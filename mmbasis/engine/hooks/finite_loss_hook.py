@@ -21,6 +21,8 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
+from ...utils.misc import check_bool
+
 
 class NonFiniteLossError(RuntimeError):
     """A loss term, the total loss or a parameter became NaN or infinite; training was stopped."""
@@ -64,8 +66,7 @@ class FiniteLossHook(Hook):
     """
 
     def __init__(self, check_params_before_save: bool = True, priority='BELOW_NORMAL') -> None:
-        if not isinstance(check_params_before_save, bool):
-            raise TypeError(f'check_params_before_save={check_params_before_save!r} is not allowed: use True or False')
+        check_bool('check_params_before_save', check_params_before_save)
         self.priority = priority
         self.check_params_before_save = check_params_before_save
         self._handle = None

@@ -192,64 +192,31 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
         pretrained: Optional[str] = None,
         init_cfg=None,
     ) -> None:
+        flags = dict(with_eca=with_eca, norm_eval=norm_eval, with_cp=with_cp, deploy=deploy)
         _check_arguments(
-            widen_factor,
-            shared_convs,
-            shared_stages,
-            with_eca,
-            variant,
-            out_indices,
-            frozen_stages,
-            dict(with_eca=with_eca, norm_eval=norm_eval, with_cp=with_cp, deploy=deploy),
+            widen_factor, shared_convs, shared_stages, with_eca, variant, out_indices, frozen_stages, flags
         )
-        self.shared_convs = tuple(shared_convs)
-        if pretrained is not None:
-            if init_cfg is not None:
-                raise ValueError(
-                    'init_cfg and pretrained cannot be given together (pretrained is a deprecated '
-                    "alias of init_cfg=dict(type='Pretrained', checkpoint=...))"
-                )
-            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        elif init_cfg is None:
-            init_cfg = [
-                dict(type='Kaiming', layer='Conv2d'),
-                dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm']),
-            ]
-        super().__init__(init_cfg)
-        self.widen_factor = widen_factor
-        self.shared_stages = tuple(shared_stages)
-        self.with_eca = with_eca
-        self.variant = variant
-        self.out_indices = tuple(out_indices)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
-        official = variant == 'official'
+        super().__init__(_init_cfg(pretrained, init_cfg))
+        self.widen_factor, self.variant, self.with_eca = widen_factor, variant, with_eca
+        self.shared_convs, self.shared_stages = tuple(shared_convs), tuple(shared_stages)
+        self.out_indices, self.frozen_stages = tuple(out_indices), frozen_stages
+        self.norm_eval, self.with_cp = norm_eval, with_cp
+        official = variant == 'official'  # the official stem/last conv carry a bias before their BN
         common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
+        block_cfg = dict(act_cfg=dict(type='ReLU') if official else act_cfg, with_cp=with_cp, **common)
 
         in_channels = make_divisible(32 * widen_factor, 8)
-        with warnings.catch_warnings():  # the official stem/last conv carry a bias before their BN
-            warnings.filterwarnings('ignore', message='Unnecessary conv bias')
-            self.conv1 = ConvModule(3, in_channels, 3, stride=2, padding=1, bias=official, act_cfg=act_cfg, **common)
+        self.conv1 = _conv_module(3, in_channels, 3, stride=2, padding=1, bias=official, act_cfg=act_cfg, **common)
         self.layers = []
         for i, (t, channel, num_blocks, stride) in enumerate(self.arch_settings):
             out_channels = make_divisible(channel * widen_factor, 8)
-            stage = self._make_stage(
-                i,
-                in_channels,
-                out_channels,
-                t,
-                num_blocks,
-                stride,
-                dict(act_cfg=dict(type='ReLU') if official else act_cfg, with_cp=with_cp, **common),
+            self.add_module(
+                f'layer{i + 1}', self._make_stage(i, in_channels, out_channels, t, num_blocks, stride, block_cfg)
             )
-            self.add_module(f'layer{i + 1}', stage)
             self.layers.append(f'layer{i + 1}')
             in_channels = out_channels
         self.out_channel = int(1280 * widen_factor) if widen_factor > 1.0 else 1280
-        with warnings.catch_warnings():
-            warnings.filterwarnings('ignore', message='Unnecessary conv bias')
-            self.conv2 = ConvModule(in_channels, self.out_channel, 1, bias=official, act_cfg=act_cfg, **common)
+        self.conv2 = _conv_module(in_channels, self.out_channel, 1, bias=official, act_cfg=act_cfg, **common)
         self.layers.append('conv2')
         self.deploy = False
         if deploy:
@@ -320,6 +287,29 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
     def _deploy_unshared_parts(self) -> None:
         fuse_conv_module(self.conv1)
         fuse_conv_module(self.conv2)
+
+
+def _init_cfg(pretrained: Optional[str], init_cfg):
+    """The init_cfg to use: ``pretrained`` (deprecated alias), the given one, or mmdet's MobileNetV2 default."""
+    if pretrained is None:
+        return (
+            init_cfg
+            if init_cfg is not None
+            else [dict(type='Kaiming', layer='Conv2d'), dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])]
+        )
+    if init_cfg is not None:
+        raise ValueError(
+            'init_cfg and pretrained cannot be given together (pretrained is a deprecated alias of '
+            "init_cfg=dict(type='Pretrained', checkpoint=...))"
+        )
+    return dict(type='Pretrained', checkpoint=pretrained)
+
+
+def _conv_module(*args, **kwargs) -> ConvModule:
+    """mmcv's ConvModule, without its warning about a conv bias before a norm (the official layout has one)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Unnecessary conv bias')
+        return ConvModule(*args, **kwargs)
 
 
 def _check_arguments(

@@ -170,3 +170,15 @@ def test_deploy_equivalence_and_strict_reload(cfg):
     with torch.no_grad():
         for a, b in zip(after, deployed(x)):
             assert torch.equal(a, b)
+
+
+def test_deploy_keeps_frozen_stages_frozen():
+    """Both backbones share one deploy path, which re-applies frozen_stages and norm_eval to the folded modules."""
+    model = SharedBasisMobileNetV2(shared_convs=('expand_conv', 'linear_conv'), frozen_stages=4, norm_eval=True)
+    model.train()
+    model.switch_to_deploy()
+    assert model.training
+    for i in range(1, 5):
+        assert all(not p.requires_grad for p in getattr(model, f'layer{i}').parameters()), i
+    assert all(not p.requires_grad for p in model.conv1.parameters())
+    assert all(p.requires_grad for p in model.layer5.parameters())

@@ -23,6 +23,7 @@ backbone parameters, error bars = one std, one marker per backbone, filled = reg
 import argparse
 import csv
 import json
+import math
 import os
 import os.path as osp
 import statistics
@@ -354,7 +355,45 @@ def summarize(rows: List[dict]) -> str:
             + (f'{statistics.fmean(spread):.3f} | ' if spread else '- | ')
             + f'{statistics.fmean(col("wall_s")) / 60:.1f} |'
         )
-    return '\n'.join(lines)
+    return '\n'.join(lines + ['', *compare(rows)])
+
+
+#: The comparisons the study is about: (cell, reference cell, question).
+COMPARISONS = (
+    ('r18-s16u1', 'r18', 'sharing, ResNet-18'),
+    ('r34-s48u1star', 'r34', 'sharing, ResNet-34 (S48U1*)'),
+    ('r34-s16u1star', 'r34', 'sharing, ResNet-34 (S16U1*)'),
+    ('r18-s16u1', 'r18-s16u1-noreg', 'the regulariser, ResNet-18 S16U1'),
+    ('r34-s48u1star', 'r34-s48u1star-noreg', 'the regulariser, ResNet34-S48U1*'),
+)
+
+
+def compare(rows: List[dict], metric: str = 'bbox_mAP') -> List[str]:
+    """One line per comparison: difference of the mean mAPs, Welch's t-test over the seeds, and the reading it
+    allows (p < 0.05: larger than seed noise; otherwise within it). Generated, so that no number is typed by hand."""
+    from scipy import stats
+
+    lines = ['| comparison | Δ bbox mAP (mean) | seeds | Welch t | p | reading |', '|---|---|---|---|---|---|']
+    for cell, ref, what in COMPARISONS:
+        a = [float(r[metric]) for r in rows if r['cell'] == cell]
+        b = [float(r[metric]) for r in rows if r['cell'] == ref]
+        if len(a) < 2 or len(b) < 2:
+            continue
+        t, p = stats.ttest_ind(a, b, equal_var=False)
+        diff = statistics.fmean(a) - statistics.fmean(b)
+        if not math.isfinite(p):
+            reading = 'no seed noise to compare with (identical results)'
+        elif p < 0.05:
+            reading = f'larger than seed noise: {CELLS[cell].backbone}{_reg_label(CELLS[cell])} is ' + (
+                'better' if diff > 0 else 'worse'
+            )
+        else:
+            reading = 'within seed noise'
+        lines.append(
+            f'| {what}: {CELLS[cell].key} vs {CELLS[ref].key} | {diff:+.3f} | {len(a)} vs {len(b)} | '
+            f'{t:+.2f} | {p:.3f} | {reading} |'
+        )
+    return lines
 
 
 def _reg_label(cell: Cell) -> str:
@@ -436,8 +475,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--summary-only', action='store_true', help='summarise the CSV without training')
     parser.add_argument(
         '--readme',
-        help='also write the summary table into this file between '
-        '<!-- sharing-study:start --> and <!-- sharing-study:end -->',
+        help='also write the summary table into this file between <!-- MARKER:start --> and <!-- MARKER:end -->',
+    )
+    parser.add_argument(
+        '--readme-marker', default='sharing-study', help='name of the README block to fill (default sharing-study)'
     )
     parser.add_argument(
         '--work-root',
@@ -537,9 +578,8 @@ def main(argv=None) -> int:
     plot(rows, osp.join(args.out_dir, 'sharing_study.png'))
     print(f'wrote {osp.join(args.out_dir, "summary.md")} and {osp.join(args.out_dir, "sharing_study.png")}')
     if args.readme:
-        update_readme(
-            args.readme, table, 'python tools/analysis_tools/sharing_study.py ' + ' '.join(argv or sys.argv[1:])
-        )
+        command = 'python tools/analysis_tools/sharing_study.py ' + ' '.join(argv or sys.argv[1:])
+        update_readme(args.readme, table, command, marker=args.readme_marker)
     return 0
 
 

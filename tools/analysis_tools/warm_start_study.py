@@ -1,7 +1,7 @@
 """Warm start vs. from scratch: decompose trained plain detectors' backbones into shared bases and fine-tune.
 
     python tools/analysis_tools/warm_start_study.py [--pairs r34:r34-s48u1star r18:r18-s16u1] [--seeds 0 1 2]
-        [--from-epoch 8] [--epochs 8] [--val-interval 2] [--jobs 1] [--threads T]
+        [--from-epoch 12] [--epochs 12] [--val-interval 3] [--jobs 1] [--threads T]
         [--study-csv docs/results/sharing_study/runs.csv] [--study-work-root work_dirs/sharing_study]
         [--out-dir docs/results/warm_start] [--dry-run] [--summary-only] [--readme README.md]
 
@@ -152,9 +152,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--pairs', nargs='+', default=['r34:r34-s48u1star', 'r18:r18-s16u1'], metavar='PLAIN:SHARED')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    parser.add_argument('--from-epoch', type=int, default=8, help='plain checkpoint epoch to decompose (default 8)')
-    parser.add_argument('--epochs', type=int, default=8, help='fine-tuning epochs (default 8)')
-    parser.add_argument('--val-interval', type=int, default=2)
+    parser.add_argument('--from-epoch', type=int, default=12, help='plain checkpoint epoch to decompose (default 12)')
+    parser.add_argument('--epochs', type=int, default=12, help='fine-tuning epochs (default 12)')
+    parser.add_argument('--val-interval', type=int, default=3)
     parser.add_argument('--jobs', type=int, default=1)
     parser.add_argument('--threads', type=int)
     parser.add_argument('--study-csv', default=osp.join('docs', 'results', 'sharing_study', 'runs.csv'))

@@ -202,6 +202,9 @@ def test_errors_without_shared_bases():
         OrthogonalityRegularizerHook().before_train(SimpleNamespace(model=torch.nn.Linear(2, 2)))
     with pytest.raises(ValueError, match='loss_weight=-1'):
         OrthogonalityRegularizerHook(loss_weight=-1)
+    for bad in (float('nan'), float('inf'), True, '10'):
+        with pytest.raises(ValueError, match='must be a finite number >= 0'):
+            OrthogonalityRegularizerHook(loss_weight=bad)
     with pytest.raises(ValueError, match="pooling='x'"):
         OrthogonalityRegularizerHook(pooling='x')
 

@@ -358,6 +358,24 @@ def summarize(rows: List[dict]) -> str:
     return '\n'.join(lines + ['', *compare(rows)])
 
 
+def schedule_check(rows: List[dict], others: List[dict]) -> str:
+    """Runs of the same cell and seed with other schedules: does the chosen one leave accuracy on the table?"""
+    lines = []
+    for r in sorted(others, key=lambda r: (r['cell'], int(r['seed']), int(r['epochs']))):
+        same = [q for q in rows if q['cell'] == r['cell'] and q['seed'] == r['seed']]
+        if same:
+            lines.append(
+                f'| {CELLS[r["cell"]].backbone}{_reg_label(CELLS[r["cell"]])}, seed {r["seed"]} | '
+                f'{r["epochs"]} epochs: {float(r["bbox_mAP"]):.3f} | {same[0]["epochs"]} epochs: '
+                f'{float(same[0]["bbox_mAP"]):.3f} | {float(r["bbox_mAP"]) - float(same[0]["bbox_mAP"]):+.3f} |'
+            )
+    if not lines:
+        return ''
+    return '\n\n' + '\n'.join(
+        ['| schedule check | other schedule | this study | difference |', '|---|---|---|---|', *lines]
+    )
+
+
 #: The comparisons the study is about: (cell, reference cell, question).
 COMPARISONS = (
     ('r18-s16u1', 'r18', 'sharing, ResNet-18'),
@@ -570,7 +588,8 @@ def main(argv=None) -> int:
     if not rows:
         print(f'no finished runs in {csv_path} yet')
         return 0
-    table = summarize(rows)
+    others = [r for r in read_rows(csv_path) if str(r['epochs']) != str(epochs_key) and r['options'] == options]
+    table = summarize(rows) + schedule_check(rows, others)
     print(table)
     os.makedirs(args.out_dir, exist_ok=True)
     with open(osp.join(args.out_dir, 'summary.md'), 'w', encoding='utf-8') as f:

@@ -22,10 +22,15 @@ import numpy as np
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 
-from ..utils.misc import check_int
+from ..utils.misc import check_choice, check_int
 
 SHAPES_CLASSES = ('rectangle', 'ellipse', 'triangle')
 SHAPES_PALETTE = [(220, 20, 60), (0, 128, 255), (60, 180, 75)]
+#: ``variant='hard'``: six classes (two pairs that differ in detail: ellipse/ring, rectangle/diamond ...), small and
+#: overlapping (occluded) objects, low contrast, unannotated clutter and stronger noise.
+HARD_CLASSES = ('rectangle', 'ellipse', 'triangle', 'diamond', 'cross', 'ring')
+HARD_PALETTE = SHAPES_PALETTE + [(255, 128, 0), (145, 30, 180), (70, 240, 240)]
+VARIANTS = ('default', 'hard')
 _FORMAT_VERSION = 1
 
 
@@ -71,8 +76,80 @@ def _draw_image(rng: np.random.Generator, size: int, max_objects: int):
     return img, boxes, labels
 
 
+def _background_hard(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Smooth background, stronger noise and 3..12 unannotated distractors (lines, dots, arcs)."""
+    img = _background(rng, size).astype(np.float32)
+    img += rng.normal(0, 12, size=img.shape).astype(np.float32)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    for _ in range(int(rng.integers(3, 13))):
+        color = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        x1, y1, x2, y2 = (int(v) for v in rng.integers(0, size, size=4))
+        kind = int(rng.integers(0, 3))
+        if kind == 0:
+            cv2.line(img, (x1, y1), (x2, y2), color, thickness=int(rng.integers(1, 3)))
+        elif kind == 1:
+            cv2.circle(img, (x1, y1), int(rng.integers(1, 4)), color, thickness=-1)
+        else:
+            axes = (int(rng.integers(4, size // 4)), int(rng.integers(4, size // 4)))
+            start = int(rng.integers(0, 360))
+            cv2.ellipse(img, (x1, y1), axes, 0, start, start + int(rng.integers(40, 160)), color, thickness=2)
+    return img
+
+
+def _draw_shape(img: np.ndarray, label: int, x: int, y: int, w: int, h: int, color, background) -> None:
+    """Draw class ``label`` (index into HARD_CLASSES; the first three are the default classes) in the box."""
+    cx, cy = x + w // 2, y + h // 2
+    if label == 0:
+        cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), color, thickness=-1)
+    elif label == 1:
+        cv2.ellipse(img, (cx, cy), (w // 2, h // 2), 0, 0, 360, color, thickness=-1)
+    elif label == 2:
+        cv2.fillPoly(img, [np.array([[cx, y], [x, y + h - 1], [x + w - 1, y + h - 1]], dtype=np.int32)], color)
+    elif label == 3:
+        cv2.fillPoly(img, [np.array([[cx, y], [x + w - 1, cy], [cx, y + h - 1], [x, cy]], dtype=np.int32)], color)
+    elif label == 4:
+        tw, th = max(1, w // 3), max(1, h // 3)
+        cv2.rectangle(img, (x, cy - th // 2), (x + w - 1, cy + th // 2), color, thickness=-1)
+        cv2.rectangle(img, (cx - tw // 2, y), (cx + tw // 2, y + h - 1), color, thickness=-1)
+    else:
+        cv2.ellipse(img, (cx, cy), (w // 2, h // 2), 0, 0, 360, color, thickness=-1)
+        cv2.ellipse(img, (cx, cy), (max(1, w // 4), max(1, h // 4)), 0, 0, 360, background, thickness=-1)
+
+
+def _draw_image_hard(rng: np.random.Generator, size: int, max_objects: int):
+    """The ``hard`` variant: 2..max_objects objects of 6..40 % of the side, overlapping up to IoU 0.6 (later ones
+    occlude earlier ones; boxes are the full extent), in colours close to the local background."""
+    img = _background_hard(rng, size)
+    boxes: List[List[float]] = []
+    labels: List[int] = []
+    for _ in range(int(rng.integers(2, max(2, max_objects) + 1))):
+        for _attempt in range(20):
+            w, h = (int(v) for v in rng.integers(max(4, int(size * 0.06)), int(size * 0.4) + 1, size=2))
+            x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
+            box = [float(x), float(y), float(w), float(h)]
+            if all(_iou(box, b) < 0.6 for b in boxes):
+                break
+        else:
+            continue
+        label = int(rng.integers(0, len(HARD_CLASSES)))
+        local = img[y : y + h, x : x + w].reshape(-1, 3).mean(0)
+        offset = rng.normal(0, 1, size=3)
+        offset = offset / (np.linalg.norm(offset) + 1e-6) * rng.uniform(35, 110)  # low contrast, never invisible
+        color = tuple(int(c) for c in np.clip(local + offset, 0, 255))
+        _draw_shape(img, label, x, y, w, h, color, tuple(int(c) for c in local))
+        boxes.append(box)
+        labels.append(label)
+    return img, boxes, labels
+
+
 def generate_shapes_split(
-    root: str, split: str, num_images: int, img_size: int = 160, seed: int = 0, max_objects: int = 4
+    root: str,
+    split: str,
+    num_images: int,
+    img_size: int = 160,
+    seed: int = 0,
+    max_objects: int = 4,
+    variant: str = 'default',
 ) -> str:
     """Generate ``root/<split>`` unless it exists with the same arguments; return its path.
 
@@ -87,6 +164,7 @@ def generate_shapes_split(
     check_int('img_size', img_size, 32, 4096)
     check_int('seed', seed, 0)
     check_int('max_objects', max_objects, 1, 20)
+    check_choice('variant', variant, VARIANTS)
     meta = dict(
         format_version=_FORMAT_VERSION,
         split=split,
@@ -94,8 +172,10 @@ def generate_shapes_split(
         img_size=img_size,
         seed=seed,
         max_objects=max_objects,
-        classes=list(SHAPES_CLASSES),
+        classes=list(SHAPES_CLASSES if variant == 'default' else HARD_CLASSES),
     )
+    if variant != 'default':  # the default's meta (and so its existing data on disk) stays as it was
+        meta['variant'] = variant
     target = osp.join(root, split)
     if osp.isdir(target):
         _check_existing(target, meta)
@@ -146,7 +226,7 @@ def generate_shapes_for_config(cfg: Mapping) -> List[str]:
         for ds in _shapes_dataset_cfgs(loader['dataset']):
             args = {
                 k: ds.get(k, defaults[k])
-                for k in ('data_root', 'split', 'num_images', 'img_size', 'seed', 'max_objects')
+                for k in ('data_root', 'split', 'num_images', 'img_size', 'seed', 'max_objects', 'variant')
             }
             root = args.pop('data_root')
             folder = generate_shapes_split(root, **args)
@@ -178,7 +258,8 @@ def _write_split(folder: str, meta: Dict) -> None:
     os.makedirs(osp.join(folder, 'images'))
     images, annotations = [], []
     for i in range(meta['num_images']):
-        img, boxes, labels = _draw_image(rng, meta['img_size'], meta['max_objects'])
+        draw = _draw_image_hard if meta.get('variant') == 'hard' else _draw_image
+        img, boxes, labels = draw(rng, meta['img_size'], meta['max_objects'])
         name = f'{i:06d}.png'
         if not cv2.imwrite(osp.join(folder, 'images', name), img):
             raise OSError(f'could not write {osp.join(folder, "images", name)}')
@@ -197,7 +278,7 @@ def _write_split(folder: str, meta: Dict) -> None:
     coco = dict(
         images=images,
         annotations=annotations,
-        categories=[dict(id=i + 1, name=n) for i, n in enumerate(SHAPES_CLASSES)],
+        categories=[dict(id=i + 1, name=n) for i, n in enumerate(meta['classes'])],
     )
     with open(osp.join(folder, 'annotation.json'), 'w', encoding='utf-8') as f:
         json.dump(coco, f)
@@ -215,6 +296,8 @@ class SyntheticShapesDataset(CocoDataset):
         img_size (int): square image side in pixels.
         seed (int): generation seed (use different seeds or splits for train and val).
         max_objects (int): at most this many objects per image.
+        variant (str): ``'default'`` (three classes, separated objects) or ``'hard'`` (six classes, small and
+            occluded objects, low contrast, clutter; see :data:`HARD_CLASSES`). The class names follow.
         **kwargs: :class:`mmdet.datasets.CocoDataset` arguments; ``ann_file`` and ``data_prefix`` default to
             ``<split>/annotation.json`` and ``<split>/images/``.
     """
@@ -228,10 +311,13 @@ class SyntheticShapesDataset(CocoDataset):
         img_size: int = 160,
         seed: int = 0,
         max_objects: int = 4,
+        variant: str = 'default',
         data_root: str = 'data/shapes',
         **kwargs,
     ) -> None:
-        generate_shapes_split(data_root, split, num_images, img_size, seed, max_objects)
+        generate_shapes_split(data_root, split, num_images, img_size, seed, max_objects, variant)
+        if variant == 'hard':
+            kwargs.setdefault('metainfo', dict(classes=HARD_CLASSES, palette=HARD_PALETTE))
         kwargs.setdefault('ann_file', f'{split}/annotation.json')
         kwargs.setdefault('data_prefix', dict(img=f'{split}/images/'))
         super().__init__(data_root=data_root, **kwargs)

@@ -170,3 +170,35 @@ def test_dataset_rejects_bad_arguments(tmp_path):
         DATASETS.build(dict(type='SyntheticShapesDataset', data_root=str(tmp_path), img_size=5000))
     with pytest.raises(ValueError, match="root=''"):
         generate_shapes_split('', 'train', 2)
+
+
+def test_hard_variant_is_a_new_option(tmp_path):
+    """variant='hard': six classes, more, smaller and overlapping objects; deterministic; the default is unchanged."""
+    a = generate_shapes_split(str(tmp_path / 'a'), 'train', 30, seed=3, max_objects=10, variant='hard')
+    b = generate_shapes_split(str(tmp_path / 'b'), 'train', 30, seed=3, max_objects=10, variant='hard')
+    ja, jb = (json.load(open(osp.join(p, 'annotation.json'))) for p in (a, b))
+    assert ja == jb
+    assert [c['name'] for c in ja['categories']] == ['rectangle', 'ellipse', 'triangle', 'diamond', 'cross', 'ring']
+    assert {x['category_id'] for x in ja['annotations']} == set(range(1, 7))
+    assert len(ja['annotations']) > 3 * 30  # more objects per image than the default's 1..4 (2..10)
+    assert min(x['area'] for x in ja['annotations']) < 20 * 20  # small objects
+    default = generate_shapes_split(str(tmp_path / 'd'), 'train', 30, seed=3)
+    assert 'variant' not in json.load(open(osp.join(default, 'meta.json')))  # existing default data still matches
+    with pytest.raises(FileExistsError, match='variant'):  # the same folder with another variant is refused
+        generate_shapes_split(str(tmp_path / 'd'), 'train', 30, seed=3, variant='hard')
+    with pytest.raises(ValueError, match="variant='medium'"):
+        generate_shapes_split(str(tmp_path / 'e'), 'train', 3, variant='medium')
+    init_default_scope('mmdet')
+    ds = DATASETS.build(
+        dict(
+            type='SyntheticShapesDataset',
+            data_root=str(tmp_path / 'a'),
+            split='train',
+            num_images=30,
+            seed=3,
+            max_objects=10,
+            variant='hard',
+            pipeline=[],
+        )
+    )
+    assert ds.metainfo['classes'][-1] == 'ring' and len(ds) == 30

@@ -70,6 +70,21 @@ CELLS = {
     )
 }
 
+#: ``--dataset``: overrides of every run for a data variant (mmbasis.datasets.shapes, ``variant``).
+DATASETS = {
+    'default': [],
+    'hard': [
+        f'{loader}.dataset.{key}'
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+        for key in ('variant=hard', 'max_objects=10', 'data_root=data/shapes_hard/')
+    ]
+    + [
+        'val_evaluator.ann_file=data/shapes_hard/val/annotation.json',
+        'test_evaluator.ann_file=data/shapes_hard/val/annotation.json',
+        'model.roi_head.bbox_head.num_classes=6',
+    ],
+}
+
 FIELDS = [
     'cell',
     'backbone',
@@ -270,6 +285,11 @@ def append_row(path: str, row: dict, fields: List[str] = FIELDS) -> None:
 
 def run_key(cell: str, seed: int, epochs, options: str) -> tuple:
     return cell, int(seed), str(epochs), options
+
+
+def run_dir(cell: str, seed: int, epochs, dataset: str = 'default') -> str:
+    """The work-dir name of a run (the warm-start study finds the plain runs' checkpoints by it)."""
+    return f'{cell}_seed{seed}_{epochs}e' + ('' if dataset == 'default' else f'_{dataset}')
 
 
 def claim(work_dir: str) -> bool:
@@ -488,6 +508,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--jobs', type=int, default=1, help='runs at a time (default 1)')
     parser.add_argument('--threads', type=int, help='torch threads per run (default: cores / jobs)')
     parser.add_argument('--sv-every', type=int, default=20, help="sample the bases' statistics every N iterations")
+    parser.add_argument(
+        '--dataset',
+        choices=list(DATASETS),
+        default='default',
+        help='the shapes data: default, or hard (6 classes, small/occluded objects, clutter); '
+        'applied to every run as --cfg-options, so results of the two never mix',
+    )
     parser.add_argument('--out-dir', default=osp.join('docs', 'results', 'sharing_study'))
     parser.add_argument('--dry-run', action='store_true', help='list the runs (and which are done) and exit')
     parser.add_argument('--summary-only', action='store_true', help='summarise the CSV without training')
@@ -514,6 +541,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.worker:
         return args
+    args.cfg_options = DATASETS[args.dataset] + args.cfg_options
     unknown = [c for c in args.cells if c not in CELLS]
     if unknown:
         parser.error(f'unknown cells {unknown}; choose from {", ".join(CELLS)}')
@@ -556,7 +584,7 @@ def main(argv=None) -> int:
 
         def one(run):
             cell, seed = run
-            work = osp.join(args.work_root, f'{cell}_seed{seed}_{epochs_key}e')
+            work = osp.join(args.work_root, run_dir(cell, seed, epochs_key, args.dataset))
             done_now = {run_key(r['cell'], r['seed'], r['epochs'], r['options']) for r in read_rows(csv_path)}
             if run_key(cell, seed, epochs_key, options) in done_now or not claim(work):
                 print(f'  skipped: {cell} seed {seed} is done or running in another process', flush=True)

@@ -163,9 +163,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out-dir', default=osp.join('docs', 'results', 'warm_start'))
     parser.add_argument(
         '--images',
-        default=osp.join(study.REPO, 'data', 'shapes', 'train', 'images'),
+        default=None,
         help='calibration images of the decomposition (default: the shapes training images)',
     )
+    parser.add_argument('--dataset', choices=list(study.DATASETS), default='default', help='as for sharing_study.py')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
     parser.add_argument('--dry-run', action='store_true')
     parser.add_argument('--summary-only', action='store_true')
@@ -181,6 +182,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             )
         pairs.append((plain, shared))
     args.pairs = pairs
+    args.cfg_options = study.DATASETS[args.dataset] + args.cfg_options
+    if args.images is None:
+        folder = 'shapes' if args.dataset == 'default' else f'shapes_{args.dataset}'
+        args.images = osp.join(study.REPO, 'data', folder, 'train', 'images')
     for name in ('from_epoch', 'epochs', 'val_interval', 'jobs'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1')
@@ -197,7 +202,9 @@ def main(argv=None) -> int:
     pending = [(p, s) for p, s in runs if (f'{p[1]}-warm', str(s)) not in done]
     print(f'warm-start study: {len(runs)} runs, {len(runs) - len(pending)} done, {len(pending)} to run')
     for (plain, shared), seed in runs:
-        src = osp.join(args.study_work_root, f'{plain}_seed{seed}_{total}e', f'epoch_{args.from_epoch}.pth')
+        src = osp.join(
+            args.study_work_root, study.run_dir(plain, seed, total, args.dataset), f'epoch_{args.from_epoch}.pth'
+        )
         state = 'pending' if ((plain, shared), seed) in pending else 'done'
         print(f'  {plain} -> {shared} seed {seed}: {src} [{state}{"" if osp.isfile(src) else ", source missing"}]')
     if args.dry_run:
@@ -208,8 +215,10 @@ def main(argv=None) -> int:
 
         def one(run):
             (plain, shared), seed = run
-            src = osp.join(args.study_work_root, f'{plain}_seed{seed}_{total}e', f'epoch_{args.from_epoch}.pth')
-            work = osp.join(args.work_root, f'{shared}-warm_seed{seed}')
+            src = osp.join(
+                args.study_work_root, study.run_dir(plain, seed, total, args.dataset), f'epoch_{args.from_epoch}.pth'
+            )
+            work = osp.join(args.work_root, study.run_dir(f'{shared}-warm', seed, args.epochs, args.dataset))
             dst = osp.join(work, 'decomposed_backbone.pth')
             meta = decompose(src, shared, dst, args.images, args.cfg_options)
             spec = dict(

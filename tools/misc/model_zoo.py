@@ -42,10 +42,12 @@ from mmengine.registry import init_default_scope
 
 import mmbasis  # noqa: F401  (registers the backbones and heads)
 from mmbasis.paper_models import PAPER_MODELS
+from mmbasis.utils.misc import replace_marked_block
 
 REPO = Path(__file__).resolve().parents[2]
 ZOO_FOLDERS = ('faster_rcnn', 'ssd', 'pascal_voc')
-START, END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
+MARKER = 'model-zoo'
+START, END = f'<!-- {MARKER}:start -->', f'<!-- {MARKER}:end -->'
 NOT_TRAINED = 'not trained'
 #: Backbone arguments that define a paper model (compared with the class defaults filled in).
 SHARING_KEYS = (
@@ -409,13 +411,7 @@ def table(entries: Sequence[Entry], link: Callable[[Entry], str]) -> str:
 
 def with_table(readme: str, path: Path, new_table: str) -> str:
     """``readme`` with the text between the zoo markers replaced by ``new_table``."""
-    if readme.count(START) != 1 or readme.count(END) != 1 or readme.index(START) > readme.index(END):
-        raise ValueError(
-            f'{path} must contain one {START} line followed by one {END} line (the generated table goes between them)'
-        )
-    head, rest = readme.split(START)
-    _, tail = rest.split(END)
-    return f'{head}{START}\n{new_table}\n{END}{tail}'
+    return replace_marked_block(readme, MARKER, new_table, where=str(path))
 
 
 def model_index(folders: Sequence[str]) -> str:

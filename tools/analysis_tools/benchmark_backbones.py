@@ -1,0 +1,428 @@
+"""Speed, memory and size of the shared-basis backbones against the mmdet networks they replace.
+
+    python tools/analysis_tools/benchmark_backbones.py [--models NAME ...] [--device cpu|cuda] [--batch 2]
+        [--size 320] [--threads 2] [--reps 10] [--warmup 2] [--csv FILE]
+    python tools/analysis_tools/benchmark_backbones.py --detectors CONFIG [CONFIG ...] [--iters 5] ...
+
+Backbone mode (default): every paper model (``mmbasis.paper_models``) is paired with its plain counterpart
+(``plain_counterpart``: mmdet's ``ResNet`` of the same depth; for the MobileNetV2s, the official-layout plain
+MobileNetV2 and mmdet's ``MobileNetV2``), both built in this process with ``norm_eval=False`` so that both run
+BatchNorm in training mode. For each pair and each mode the two models are timed *interleaved* (ours, theirs,
+theirs, ours, ...) after ``--warmup`` untimed calls, so that a load change on the machine hits both sides alike;
+the table gives the medians and the ratio ours/theirs of the medians, with the range of the per-repetition
+ratios in brackets. Modes:
+
+* ``train``: one training step (forward, sum of the outputs, backward; gradients cleared between steps);
+* ``eval``: inference in eval mode; ``deploy``: ours after ``switch_to_deploy()`` against theirs with its
+  BatchNorms folded into the convolutions (mmcv's ``fuse_conv_bn``).
+
+Besides times, per model: parameters, multiply-adds (mmengine's ``FlopAnalyzer``; one fused multiply-add
+counts once) at the benchmark's input size, the size of the saved ``state_dict`` (training form; deploy form
+in brackets for ours) and the peak memory of a training step (CUDA: ``max_memory_allocated``; CPU: the peak of
+the allocations the torch profiler records during the step, parameters included).
+
+Detector mode (``--detectors``): each config of ours against the same config with its backbone replaced by
+the plain counterpart (``init_cfg`` dropped, nothing else changed), timing ``--iters`` training iterations
+(loss + backward on mmdet's ``demo_mm_inputs``) and inference (``predict``) the same interleaved way.
+
+The table goes to stdout; ``--csv`` also writes one row per model and mode. Timing is only meaningful on a
+quiet machine: another job on the same cores changes a ratio by 30 % or more.
+"""
+
+import argparse
+import copy
+import csv
+import io
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+MODES = ('train', 'eval', 'deploy')
+
+
+# ------------------------------------------------------------------------------------------------ building
+def build_backbone(cfg: dict) -> nn.Module:
+    """A backbone from its config dict (mmdet's registry, mmbasis registered), weights from a fixed seed (the
+    modules' default initialisation: the values do not change the timings, and ``init_weights`` logs a line per
+    tensor)."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    import mmbasis  # noqa: F401  (registers our modules)
+
+    register_all_modules(init_default_scope=False)
+    torch.manual_seed(0)
+    return MODELS.build(dict(cfg, norm_eval=False))
+
+
+def pairs_for(names: Sequence[str]) -> List[Tuple[str, dict, str, dict]]:
+    """``(our label, our config, their label, their config)`` for each paper model name."""
+    from mmbasis.paper_models import paper_backbone_cfg, plain_counterpart
+
+    out = []
+    for name in names:
+        ours = paper_backbone_cfg(name)
+        theirs = plain_counterpart(ours)
+        label = 'ResNet-{}'.format(theirs['depth']) if theirs.get('type') == 'ResNet' else 'MobileNetV2 (plain)'
+        out.append((name, ours, label, theirs))
+        if ours['type'] == 'SharedBasisMobileNetV2':  # also mmdet's own MobileNetV2 (its default outputs)
+            out.append((name, ours, "mmdet's MobileNetV2", dict(type='MobileNetV2')))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ measuring
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _outputs_sum(outputs) -> torch.Tensor:
+    outs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+    return sum(o.float().mean() for o in outs)
+
+
+def train_step_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    model.train()
+
+    def step():
+        for p in model.parameters():
+            p.grad = None
+        _outputs_sum(model(x)).backward()
+
+    return step
+
+
+def infer_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    model.eval()
+
+    def run():
+        with torch.no_grad():
+            model(x)
+
+    return run
+
+
+def time_interleaved(
+    fns: Sequence[Callable[[], None]], reps: int, warmup: int, device: torch.device
+) -> List[List[float]]:
+    """Seconds per call of each function, ``reps`` times, interleaved with alternating order, after warm-up."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    _sync(device)
+    times: List[List[float]] = [[] for _ in fns]
+    for r in range(reps):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            _sync(device)
+            t0 = time.perf_counter()
+            fns[i]()
+            _sync(device)
+            times[i].append(time.perf_counter() - t0)
+    return times
+
+
+def peak_train_memory(model: nn.Module, x: torch.Tensor, device: torch.device) -> float:
+    """Peak bytes allocated during one training step (parameters and their gradients included)."""
+    step = train_step_fn(model, x)
+    step()  # warm-up; then the gradients are released before the measured step, as zero_grad(set_to_none) does
+    for p in model.parameters():
+        p.grad = None
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step()
+        torch.cuda.synchronize(device)
+        return float(torch.cuda.max_memory_allocated(device) - base) + _param_bytes(model)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    # the running sum of each op's own allocations minus frees, in the order the ops started (nothing allocated
+    # before the step is freed during it, so the level starts at the parameters and buffers)
+    level = peak = 0
+    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+        level += e.self_cpu_memory_usage
+        peak = max(peak, level)
+    return float(peak) + _param_bytes(model)
+
+
+def _param_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+
+
+def state_dict_bytes(model: nn.Module) -> int:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getbuffer().nbytes
+
+
+def macs(model: nn.Module, x: torch.Tensor) -> float:
+    from mmengine.analysis import FlopAnalyzer
+
+    model.eval()
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(model, (x,))
+        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return float(analyzer.total())
+
+
+def deploy_form(model: nn.Module, ours: bool) -> nn.Module:
+    model = copy.deepcopy(model)
+    model.eval()  # (mmdet's ResNet.train returns None, so no chaining)
+    if ours:
+        model.switch_to_deploy()
+        return model
+    from mmcv.cnn import fuse_conv_bn
+
+    return fuse_conv_bn(model)
+
+
+def summarize_times(ours: List[float], theirs: List[float]) -> Dict[str, float]:
+    ratios = [a / b for a, b in zip(ours, theirs)]
+    med_o, med_t = statistics.median(ours), statistics.median(theirs)
+    return dict(ours_ms=1e3 * med_o, theirs_ms=1e3 * med_t, ratio=med_o / med_t, lo=min(ratios), hi=max(ratios))
+
+
+def bench_pair(
+    ours_cfg: dict, theirs_cfg: dict, args: argparse.Namespace, device: torch.device
+) -> Tuple[Dict[str, dict], Dict[str, dict]]:
+    """Per-mode timings of one pair, and the static measures of both models."""
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    ours, theirs = build_backbone(ours_cfg).to(device), build_backbone(theirs_cfg).to(device)
+    static = {}
+    for key, model, is_ours in (('ours', ours, True), ('theirs', theirs, False)):
+        dep = deploy_form(model, is_ours)
+        static[key] = dict(
+            params=sum(p.numel() for p in model.parameters()),
+            gmacs=macs(model, x) / 1e9,
+            deploy_gmacs=macs(dep, x) / 1e9,
+            ckpt_mb=state_dict_bytes(model) / 2**20,
+            deploy_ckpt_mb=state_dict_bytes(dep) / 2**20,
+            peak_mb=peak_train_memory(model, x, device) / 2**20 if 'train' in args.modes else float('nan'),
+        )
+    timings = {}
+    for mode in args.modes:
+        if mode == 'train':
+            fns = [train_step_fn(ours, x), train_step_fn(theirs, x)]
+        elif mode == 'eval':
+            fns = [infer_fn(ours, x), infer_fn(theirs, x)]
+        else:
+            fns = [infer_fn(deploy_form(ours, True), x), infer_fn(deploy_form(theirs, False), x)]
+        t_ours, t_theirs = time_interleaved(fns, args.reps, args.warmup, device)
+        timings[mode] = summarize_times(t_ours, t_theirs)
+    return timings, static
+
+
+# ------------------------------------------------------------------------------------------------ detectors
+def detector_pair(config: str):
+    """Our detector of ``config`` and the same detector with the plain counterpart backbone."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.registry import init_default_scope
+
+    import mmbasis  # noqa: F401
+    from mmbasis.paper_models import plain_counterpart
+    from mmbasis.utils.cli import read_config
+
+    register_all_modules(init_default_scope=False)
+    cfg = read_config(config)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    models = []
+    for backbone in (cfg.model.backbone, plain_counterpart(cfg.model.backbone)):
+        model_cfg = copy.deepcopy(cfg.model)
+        model_cfg.backbone = {k: v for k, v in dict(backbone).items() if k != 'init_cfg'}
+        torch.manual_seed(0)
+        models.append(MODELS.build(model_cfg))
+    return models, cfg
+
+
+def bench_detectors(config: str, args: argparse.Namespace, device: torch.device) -> Dict[str, dict]:
+    from mmdet.testing import demo_mm_inputs
+
+    (ours, theirs), cfg = detector_pair(config)
+    num_classes = _num_classes(cfg.model)
+    torch.manual_seed(0)
+    packed = demo_mm_inputs(
+        batch_size=args.batch, image_shapes=[(3, args.size, args.size)] * args.batch, num_classes=num_classes
+    )
+    fns_train, fns_infer = [], []
+    for model in (ours, theirs):
+        model.to(device)
+        data = model.data_preprocessor(packed, True)
+        data_eval = model.data_preprocessor(packed, False)
+
+        def train_iter(model=model, data=data):
+            model.train()
+            for p in model.parameters():
+                p.grad = None
+            losses = model.loss(data['inputs'], data['data_samples'])
+            sum(v.sum() if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if 'loss' in k).backward()
+
+        def infer(model=model, data=data_eval):
+            model.eval()
+            with torch.no_grad():
+                model.predict(data['inputs'], data['data_samples'])
+
+        fns_train.append(train_iter)
+        fns_infer.append(infer)
+    out = {}
+    for mode, fns in (('det-train', fns_train), ('det-infer', fns_infer)):
+        t_ours, t_theirs = time_interleaved(fns, args.iters, args.warmup, device)
+        out[mode] = summarize_times(t_ours, t_theirs)
+    return out
+
+
+def _num_classes(model_cfg) -> int:
+    for key in ('roi_head', 'bbox_head'):
+        head = model_cfg.get(key)
+        if head is None:
+            continue
+        head = head.get('bbox_head', head)
+        if isinstance(head, dict) and 'num_classes' in head:
+            return int(head['num_classes'])
+    return 80
+
+
+# ------------------------------------------------------------------------------------------------ command line
+def parse_args(argv=None) -> argparse.Namespace:
+    from mmbasis.paper_models import PAPER_MODEL_NAMES
+
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--models', nargs='+', default=list(PAPER_MODEL_NAMES), metavar='NAME')
+    parser.add_argument('--modes', nargs='+', default=list(MODES), choices=MODES)
+    parser.add_argument('--detectors', nargs='+', metavar='CONFIG', help='detector mode: configs of ours to time')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda[:N] (default cpu)')
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--size', type=int, default=320, help='square input size (default 320)')
+    parser.add_argument('--threads', type=int, help='torch threads (default: torch chooses)')
+    parser.add_argument('--reps', type=int, default=10, help='timed repetitions per model and mode (default 10)')
+    parser.add_argument('--iters', type=int, default=5, help='timed iterations per detector and mode (default 5)')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed calls first (default 2)')
+    parser.add_argument('--csv', help='also write the rows to this CSV file')
+    parser.add_argument(
+        '--readme',
+        help='also write the tables, machine and command into this file between <!-- benchmark:start/end --> '
+        '(detector mode: <!-- benchmark-detectors:start/end -->)',
+    )
+    args = parser.parse_args(argv)
+    from mmbasis.utils.misc import brief
+
+    unknown = [m for m in args.models if m not in PAPER_MODEL_NAMES]
+    if unknown:
+        parser.error(f'--models: unknown paper model(s) {unknown}; allowed: {brief(PAPER_MODEL_NAMES)}')
+    for name in ('batch', 'size', 'reps', 'iters'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name} must be at least 1, got {getattr(args, name)}')
+    if args.warmup < 0:
+        parser.error(f'--warmup must be 0 or more, got {args.warmup}')
+    if args.threads is not None and args.threads < 1:
+        parser.error(f'--threads must be at least 1, got {args.threads}')
+    if not (args.device == 'cpu' or args.device.startswith('cuda')):
+        parser.error(f"--device must be 'cpu' or 'cuda[:N]', got {args.device!r}")
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        parser.error(f'--device {args.device}: torch sees no CUDA device on this machine')
+    for config in args.detectors or ():
+        if not os.path.isfile(config):
+            parser.error(f'--detectors: no such config file: {config}')
+    return args
+
+
+def _row_text(label: str, theirs: str, mode: str, t: dict) -> str:
+    return (
+        f'| {label} | {theirs} | {mode} | {t["ours_ms"]:.1f} | {t["theirs_ms"]:.1f} | '
+        f'{t["ratio"]:.2f}x [{t["lo"]:.2f}, {t["hi"]:.2f}] |'
+    )
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    reps = f'iterations {args.iters}' if args.detectors else f'reps {args.reps}'
+    header = (
+        f'device {device}, threads {torch.get_num_threads()}, batch {args.batch}, input {args.size}x{args.size}, '
+        f'{reps}, warm-up {args.warmup}, torch {torch.__version__}, {time.strftime("%Y-%m-%d")}'
+    )
+    print(f'benchmark: {header}')
+    rows: List[dict] = []
+    times_lines = ['| ours | theirs | mode | ours ms | theirs ms | ratio [range] |', '|---|---|---|---|---|---|']
+    static_lines = [
+        '| model | params (M) | GMACs | deploy GMACs | state_dict MB (deploy) | train peak MB |',
+        '|---|---|---|---|---|---|',
+    ]
+    seen = set()
+    if args.detectors:
+        for config in args.detectors:
+            name = os.path.basename(config)
+            for mode, t in bench_detectors(config, args, device).items():
+                times_lines.append(_row_text(name, 'plain backbone', mode, t))
+                rows.append(dict(ours=name, theirs='plain backbone', mode=mode, **t))
+                print(times_lines[-1], flush=True)
+    else:
+        for label, ours_cfg, their_label, theirs_cfg in pairs_for(args.models):
+            timings, static = bench_pair(ours_cfg, theirs_cfg, args, device)
+            for mode, t in timings.items():
+                times_lines.append(_row_text(label, their_label, mode, t))
+                print(times_lines[-1], flush=True)
+            for key, who in (('ours', label), ('theirs', their_label)):
+                s = static[key]
+                if who not in seen:
+                    seen.add(who)
+                    static_lines.append(
+                        f'| {who} | {s["params"] / 1e6:.2f} | {s["gmacs"]:.3f} | {s["deploy_gmacs"]:.3f} | '
+                        f'{s["ckpt_mb"]:.1f} ({s["deploy_ckpt_mb"]:.1f}) | {s["peak_mb"]:.0f} |'
+                    )
+            for mode, t in timings.items():
+                rows.append(
+                    dict(
+                        ours=label,
+                        theirs=their_label,
+                        mode=mode,
+                        **t,
+                        ours_params=static['ours']['params'],
+                        theirs_params=static['theirs']['params'],
+                        ours_gmacs=static['ours']['gmacs'],
+                        theirs_gmacs=static['theirs']['gmacs'],
+                        ours_ckpt_mb=static['ours']['ckpt_mb'],
+                        theirs_ckpt_mb=static['theirs']['ckpt_mb'],
+                        ours_peak_mb=static['ours']['peak_mb'],
+                        theirs_peak_mb=static['theirs']['peak_mb'],
+                    )
+                )
+    report = '\n'.join(times_lines) + ('\n\n' + '\n'.join(static_lines) if len(static_lines) > 2 else '')
+    print()
+    print(report)
+    if args.readme:
+        from mmbasis.utils.misc import replace_marked_block
+
+        command = 'python tools/analysis_tools/benchmark_backbones.py ' + ' '.join(
+            repr(a) if ' ' in a or '*' in a else a for a in (argv if argv is not None else sys.argv[1:])
+        )
+        with open(args.readme, encoding='utf-8') as f:
+            text = f.read()
+        body = f'{header}\n\n{report}\n\n(generated by `{command}`)'
+        text = replace_marked_block(text, 'benchmark' + ('-detectors' if args.detectors else ''), body, args.readme)
+        with open(args.readme, 'w', encoding='utf-8') as f:
+            f.write(text)
+    if args.csv:
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
+        tmp = args.csv + '.tmp'
+        with open(tmp, 'w', newline='', encoding='utf-8') as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, args.csv)
+        print(f'wrote {args.csv}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -216,7 +216,21 @@ def bench_pair(
             fns = [infer_fn(deploy_form(ours, True), x), infer_fn(deploy_form(theirs, False), x)]
         t_ours, t_theirs = time_interleaved(fns, args.reps, args.warmup, device)
         timings[mode] = summarize_times(t_ours, t_theirs)
+    if args.profile:
+        for who, model in (('ours', ours), ('theirs', theirs)):
+            static[who]['profile'] = op_profile(train_step_fn(model, x), args.profile)
     return timings, static
+
+
+def op_profile(fn: Callable[[], None], rows: int) -> str:
+    """torch.profiler's table of the ``rows`` ops with the most self time over three calls of ``fn``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            fn()
+    return prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=rows)
 
 
 # ------------------------------------------------------------------------------------------------ detectors
@@ -306,6 +320,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=2, help='untimed calls first (default 2)')
     parser.add_argument('--csv', help='also write the rows to this CSV file')
     parser.add_argument(
+        '--profile',
+        type=int,
+        default=0,
+        metavar='ROWS',
+        help="also print torch.profiler's top ROWS ops of each "
+        'training step (ours and theirs; with --csv, also into a .profile.txt file beside it)',
+    )
+    parser.add_argument(
         '--readme',
         help='also write the tables, machine and command into this file between <!-- benchmark:start/end --> '
         '(detector mode: <!-- benchmark-detectors:start/end -->)',
@@ -319,8 +341,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ('batch', 'size', 'reps', 'iters'):
         if getattr(args, name) < 1:
             parser.error(f'--{name} must be at least 1, got {getattr(args, name)}')
-    if args.warmup < 0:
-        parser.error(f'--warmup must be 0 or more, got {args.warmup}')
+    for name in ('warmup', 'profile'):
+        if getattr(args, name) < 0:
+            parser.error(f'--{name} must be 0 or more, got {getattr(args, name)}')
     if args.threads is not None and args.threads < 1:
         parser.error(f'--threads must be at least 1, got {args.threads}')
     if not (args.device == 'cpu' or args.device.startswith('cuda')):
@@ -358,6 +381,7 @@ def main(argv=None) -> int:
         '|---|---|---|---|---|---|',
     ]
     seen = set()
+    profiles: List[str] = []
     if args.detectors:
         for config in args.detectors:
             name = os.path.basename(config)
@@ -371,6 +395,10 @@ def main(argv=None) -> int:
             for mode, t in timings.items():
                 times_lines.append(_row_text(label, their_label, mode, t))
                 print(times_lines[-1], flush=True)
+            for key, who in (('ours', label), ('theirs', their_label)):
+                if 'profile' in static[key]:
+                    profiles.append(f'## training step of {who} ({header})\n\n{static[key].pop("profile")}')
+                    print(profiles[-1], flush=True)
             for key, who in (('ours', label), ('theirs', their_label)):
                 s = static[key]
                 if who not in seen:
@@ -421,6 +449,11 @@ def main(argv=None) -> int:
             writer.writerows(rows)
         os.replace(tmp, args.csv)
         print(f'wrote {args.csv}')
+        if profiles:
+            path = os.path.splitext(args.csv)[0] + '.profile.txt'
+            with open(path, 'w', encoding='utf-8') as f:
+                f.write('\n\n'.join(profiles) + '\n')
+            print(f'wrote {path}')
     return 0
 
 

@@ -57,6 +57,9 @@ if __name__ == '__main__':
         package_data={'mmbasis': ['.mim/configs/**/*.py', '.mim/tools/**/*', '.mim/tools/*']},
         # ranges, not pins (see requirements/runtime.txt); mmcv as mmdet 3.3 asserts it at import
         install_requires=read_requirements('requirements/runtime.txt') + ['torch>=2.0', 'mmcv>=2.0.0rc4,<2.2.0'],
-        extras_require={'tests': read_requirements('requirements/tests.txt')},
+        extras_require={
+            'tests': read_requirements('requirements/tests.txt'),
+            'onnx': read_requirements('requirements/onnx.txt'),
+        },
         zip_safe=False,
     )

@@ -14,7 +14,8 @@ ratios in brackets. Modes:
 
 * ``train``: one training step (forward, sum of the outputs, backward; gradients cleared between steps);
 * ``eval``: inference in eval mode; ``deploy``: ours after ``switch_to_deploy()`` against theirs with its
-  BatchNorms folded into the convolutions (mmcv's ``fuse_conv_bn``).
+  BatchNorms folded into the convolutions (mmcv's ``fuse_conv_bn``);
+* ``onnx``: the two deploy forms exported to ONNX and run in onnxruntime (CPU; ``requirements/onnx.txt``).
 
 Besides times, per model: parameters, multiply-adds (mmengine's ``FlopAnalyzer``; one fused multiply-add
 counts once) at the benchmark's input size, the size of the saved ``state_dict`` (training form; deploy form
@@ -37,12 +38,12 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-MODES = ('train', 'eval', 'deploy')
+MODES = ('train', 'eval', 'deploy', 'onnx')
 
 
 # ------------------------------------------------------------------------------------------------ building
@@ -105,6 +106,18 @@ def infer_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
             model(x)
 
     return run
+
+
+def onnx_fn(model: nn.Module, x: torch.Tensor, threads: Optional[int]) -> Callable[[], None]:
+    """Inference of ``model`` exported to ONNX (deploy form), in an onnxruntime CPU session."""
+    import tempfile
+
+    from mmbasis.apis.onnx_export import export_onnx, onnx_session
+
+    with tempfile.TemporaryDirectory() as tmp:
+        session = onnx_session(export_onnx(model, x.cpu(), os.path.join(tmp, 'model.onnx')), threads)
+    feed = {session.get_inputs()[0].name: x.cpu().numpy()}
+    return lambda: session.run(None, feed)
 
 
 def time_interleaved(
@@ -212,8 +225,13 @@ def bench_pair(
             fns = [train_step_fn(ours, x), train_step_fn(theirs, x)]
         elif mode == 'eval':
             fns = [infer_fn(ours, x), infer_fn(theirs, x)]
-        else:
+        elif mode == 'deploy':
             fns = [infer_fn(deploy_form(ours, True), x), infer_fn(deploy_form(theirs, False), x)]
+        else:
+            fns = [
+                onnx_fn(deploy_form(ours, True), x, args.threads),
+                onnx_fn(deploy_form(theirs, False), x, args.threads),
+            ]
         t_ours, t_theirs = time_interleaved(fns, args.reps, args.warmup, device)
         timings[mode] = summarize_times(t_ours, t_theirs)
     if args.profile:
@@ -346,6 +364,12 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f'--{name} must be 0 or more, got {getattr(args, name)}')
     if args.threads is not None and args.threads < 1:
         parser.error(f'--threads must be at least 1, got {args.threads}')
+    if 'onnx' in args.modes:
+        try:
+            import onnxruntime  # noqa: F401
+            import onnxscript  # noqa: F401
+        except ImportError:
+            parser.error('--modes onnx needs the packages of requirements/onnx.txt (or leave onnx out of --modes)')
     if not (args.device == 'cpu' or args.device.startswith('cuda')):
         parser.error(f"--device must be 'cpu' or 'cuda[:N]', got {args.device!r}")
     if args.device.startswith('cuda') and not torch.cuda.is_available():

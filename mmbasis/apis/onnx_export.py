@@ -1,0 +1,114 @@
+"""ONNX export of deploy-mode backbones and detector networks, checked in onnxruntime.
+
+A shared-basis backbone exports after :meth:`switch_to_deploy` (plain convolutions only, see the README's
+deploy section); a detector exports as its *network* (mmdet's ``mode='tensor'``: backbone, neck and head
+outputs, flattened to a tuple of tensors), while decoding and NMS stay with mmdet, as mmdet's own
+``tensor`` mode does. The export uses torch's ``torch.export``-based exporter (``dynamo=True``); the optional
+packages come with ``pip install -r requirements/onnx.txt`` (``mmbasis[onnx]``).
+"""
+
+import os
+import os.path as osp
+import tempfile
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+ONNX_HINT = 'install the optional ONNX packages: pip install -r requirements/onnx.txt (or mmbasis[onnx])'
+
+
+def _require(module: str):
+    try:
+        return __import__(module)
+    except ImportError as err:
+        raise ImportError(f'ONNX export needs the package {module!r}: {ONNX_HINT}') from err
+
+
+def _flatten(outputs) -> Tuple[Tensor, ...]:
+    if isinstance(outputs, Tensor):
+        return (outputs,)
+    flat: List[Tensor] = []
+    for out in outputs:
+        flat.extend(_flatten(out))
+    return tuple(flat)
+
+
+class TensorNetwork(nn.Module):
+    """``model`` in mmdet's ``tensor`` mode with its (nested) outputs flattened to one tuple of tensors.
+
+    Shapes: ``(N, 3, H, W)`` -> for a detector, e.g. SSD: every level's class scores, then every level's box
+    deltas; for a backbone: its output feature maps.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        is_detector = hasattr(self.model, 'data_preprocessor') and hasattr(self.model, '_forward')
+        return _flatten(self.model._forward(x) if is_detector else self.model(x))
+
+
+def export_onnx(model: nn.Module, example: Tensor, path: str, opset: int = 18) -> str:
+    """Export ``model`` (put in eval mode) for inputs shaped like ``example`` to ``path``, atomically.
+
+    The graph is written to a temporary file beside ``path`` and renamed over it only when the export has
+    succeeded, so an existing file is never left half-written. Returns ``path``.
+    """
+    if not path.endswith('.onnx'):
+        raise ValueError(f'the ONNX file name must end with .onnx, got {path!r}')
+    _require('onnx')
+    _require('onnxscript')
+    model.eval()
+    net = model if isinstance(model, TensorNetwork) else TensorNetwork(model)
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=folder, prefix='.tmp-')
+    os.close(fd)
+    try:
+        with torch.no_grad():
+            program = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, verbose=False)
+        program.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def onnx_session(path: str, threads: Optional[int] = None):
+    """An onnxruntime CPU session of ``path`` (``threads``: intra-op threads, default onnxruntime's)."""
+    ort = _require('onnxruntime')
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+def run_onnx(session, example: Tensor) -> List[np.ndarray]:
+    return session.run(None, {session.get_inputs()[0].name: example.detach().cpu().numpy()})
+
+
+def max_relative_error(ours: Sequence[np.ndarray], reference: Sequence[Tensor]) -> float:
+    """max over outputs of max|ours - reference| / max|reference| (``inf`` when the output counts differ)."""
+    if len(ours) != len(reference):
+        return float('inf')
+    errors = []
+    for o, ref in zip(ours, reference):
+        r = ref.detach().cpu().numpy()
+        if o.shape != r.shape:
+            return float('inf')
+        errors.append(float(np.abs(o - r).max() / max(float(np.abs(r).max()), 1e-12)))
+    return max(errors)
+
+
+def verify_onnx(path: str, model: nn.Module, example: Tensor) -> float:
+    """Run ``path`` in onnxruntime and PyTorch's ``model`` on ``example``: their max relative error."""
+    net = model if isinstance(model, TensorNetwork) else TensorNetwork(model)
+    net.eval()
+    with torch.no_grad():
+        reference = net(example)
+    return max_relative_error(run_onnx(onnx_session(path), example), reference)

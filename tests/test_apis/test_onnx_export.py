@@ -1,0 +1,125 @@
+"""ONNX export of deploy-mode backbones and a whole detector network, run in onnxruntime against PyTorch."""
+
+import builtins
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.utils import register_all_modules
+
+import mmbasis  # noqa: F401
+from mmbasis.apis.onnx_export import (
+    TensorNetwork,
+    export_onnx,
+    max_relative_error,
+    onnx_session,
+    run_onnx,
+    verify_onnx,
+)
+from mmbasis.paper_models import PAPER_MODEL_NAMES, paper_backbone_cfg
+from mmbasis.utils.cli import read_config
+from tests.helpers import load_tool
+
+tool = load_tool('tools/deployment/pytorch2onnx.py')
+SSD = 'configs/ssd/ssd300_r34-s48u1star-in1k_8xb8-120e_coco.py'
+# float32 graphs computed in another order (onnxruntime's kernels and fusions): errors of a few 1e-7
+TOLERANCE = 1e-4
+
+
+def _trained_like(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial BatchNorm statistics and affine parameters, so that folding them is really tested."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(0.1 * torch.randn(m.num_features, generator=g))
+    return model
+
+
+@pytest.mark.parametrize('name', PAPER_MODEL_NAMES)
+def test_deploy_backbone_exports_and_matches_pytorch(name, tmp_path):
+    register_all_modules(init_default_scope=False)
+    torch.manual_seed(0)
+    model = _trained_like(MODELS.build(paper_backbone_cfg(name)))
+    model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        training_form = TensorNetwork(model)(x)
+    model.switch_to_deploy()
+    path = export_onnx(model, x, str(tmp_path / 'backbone.onnx'))
+    assert verify_onnx(path, model, x) < TOLERANCE
+    # ... and equal to the training form it came from (deploy folding + export together)
+    assert max_relative_error(run_onnx(onnx_session(path), x), training_form) < TOLERANCE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['backbone.onnx']  # no temporary file left
+
+
+@pytest.mark.slow
+def test_detector_from_a_training_checkpoint_exports_in_deploy_form(tmp_path, capsys):
+    register_all_modules(init_default_scope=False)
+    # a training-form checkpoint (what runs write)
+    cfg = read_config(SSD, {'model.backbone.init_cfg': None})
+    torch.manual_seed(0)
+    train_model = _trained_like(MODELS.build(cfg.model))
+    ckpt = tmp_path / 'epoch_1.pth'
+    torch.save(dict(meta=dict(epoch=1), state_dict=train_model.state_dict()), ckpt)
+    out = tmp_path / 'ssd.onnx'
+    argv = [SSD, str(out), '--checkpoint', str(ckpt), '--shape', '300', '300']
+    assert tool.main(argv + ['--cfg-options', 'model.backbone.init_cfg=None']) == 0
+    printed = capsys.readouterr().out
+    assert 'detector network (tensor mode)' in printed and 'max relative error' in printed
+    # the exported graph computes the *training checkpoint's* network (folded), not the config's init
+    x = torch.randn(1, 3, 300, 300)
+    train_model.eval()
+    outputs = run_onnx(onnx_session(str(out)), x)
+    assert len(outputs) == 12  # SSD300: class scores and box deltas of 6 levels
+    with torch.no_grad():
+        assert max_relative_error(outputs, TensorNetwork(train_model)(x)) < TOLERANCE
+
+
+def test_a_failed_export_leaves_an_existing_file_untouched(tmp_path):
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError('cannot trace this')
+
+    out = tmp_path / 'model.onnx'
+    out.write_bytes(b'previous export')
+    with pytest.raises(Exception, match='cannot trace this'):
+        export_onnx(Broken(), torch.randn(1, 3, 8, 8), str(out))
+    assert out.read_bytes() == b'previous export'
+    assert [p.name for p in tmp_path.iterdir()] == ['model.onnx']
+
+
+def test_missing_onnx_packages_give_the_install_hint(monkeypatch, tmp_path):
+    real_import = builtins.__import__
+
+    def no_onnxscript(name, *args, **kwargs):
+        if name == 'onnxscript':
+            raise ImportError('No module named onnxscript')
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, '__import__', no_onnxscript)
+    with pytest.raises(ImportError, match=r"needs the package 'onnxscript'.*requirements/onnx.txt"):
+        export_onnx(torch.nn.Identity(), torch.randn(1, 3, 8, 8), str(tmp_path / 'x.onnx'))
+
+
+@pytest.mark.parametrize(
+    'argv, message',
+    [
+        ([SSD, 'out.pt'], "OUT must end with .onnx, got 'out.pt'"),
+        ([SSD, 'o.onnx', '--shape', '16', '300'], '--shape must be at least 32 x 32, got 16 x 300'),
+        (['configs/none.py', 'o.onnx'], 'no such config file: configs/none.py'),
+        ([SSD, 'o.onnx', '--checkpoint', 'none.pth'], 'no such checkpoint: none.pth'),
+        ([SSD, 'o.onnx', '--tolerance', '0'], '--tolerance must be positive, got 0.0'),
+    ],
+)
+def test_bad_arguments_are_refused_with_the_value(argv, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        tool.parse_args(argv)
+    assert err.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_export_refuses_a_name_without_onnx_suffix(tmp_path):
+    with pytest.raises(ValueError, match=r"must end with .onnx, got '.*model.bin'"):
+        export_onnx(torch.nn.Identity(), torch.randn(1, 3, 8, 8), str(tmp_path / 'model.bin'))

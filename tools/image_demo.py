@@ -38,6 +38,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=0.3,
         help='draw predictions with at least this score (default: 0.3; the JSON has all of them)',
     )
+    parser.add_argument(
+        '--deploy',
+        action='store_true',
+        help='fold the backbone into its deploy form after loading the (training) checkpoint',
+    )
     return parser.parse_args(argv)
 
 
@@ -69,6 +74,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     from mmdet.apis import DetInferencer
 
     inferencer = DetInferencer(model=args.config, weights=args.weights, device=args.device, show_progress=False)
+    if args.deploy:
+        from mmbasis.engine.hooks.deploy_hook import find_backbone
+
+        backbone = find_backbone(inferencer.model)
+        if not hasattr(backbone, 'switch_to_deploy'):
+            print(f'error: --deploy: the backbone {type(backbone).__name__} has no deploy form', file=sys.stderr)
+            return 1
+        backbone.switch_to_deploy()
     inferencer(
         args.image, out_dir=args.out_dir, pred_score_thr=args.pred_score_thr, no_save_vis=False, no_save_pred=False
     )

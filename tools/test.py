@@ -1,7 +1,8 @@
 """Test (evaluate) a checkpoint (mmdet 3.3's tools/test.py flags; imports mmbasis first).
 
 python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show] [--show-dir DIR]
-                                       [--wait-time S] [--tta] [--cfg-options k=v ...] [--launcher ...]
+                                       [--wait-time S] [--tta] [--deploy] [--cfg-options k=v ...]
+                                       [--launcher ...]
 """
 
 import argparse
@@ -29,6 +30,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--show-dir', help='save images with predictions drawn (under work_dir/<timestamp>/)')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of --show (s)')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (horizontal flip)')
+    parser.add_argument(
+        '--deploy',
+        action='store_true',
+        help='fold the backbone into its deploy form after loading CHECKPOINT (a training checkpoint)',
+    )
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -88,6 +94,8 @@ def main(argv=None) -> None:
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
         cfg = enable_flip_tta(cfg)
+    if args.deploy:  # after the runner has loaded the checkpoint (SwitchToDeployHook)
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='SwitchToDeployHook')]
     setup_cpu_distributed(cfg)  # --launcher pytorch without a GPU: gloo + CPU DDP
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if args.out is not None:

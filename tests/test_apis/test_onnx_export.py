@@ -18,7 +18,7 @@ from mmbasis.apis.onnx_export import (
 )
 from mmbasis.paper_models import PAPER_MODEL_NAMES, paper_backbone_cfg
 from mmbasis.utils.cli import read_config
-from tests.helpers import load_tool
+from tests.helpers import load_tool, randomize_bn
 
 tool = load_tool('tools/deployment/pytorch2onnx.py')
 SSD = 'configs/ssd/ssd300_r34-s48u1star-in1k_8xb8-120e_coco.py'
@@ -26,23 +26,12 @@ SSD = 'configs/ssd/ssd300_r34-s48u1star-in1k_8xb8-120e_coco.py'
 TOLERANCE = 1e-4
 
 
-def _trained_like(model: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial BatchNorm statistics and affine parameters, so that folding them is really tested."""
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(0.1 * torch.randn(m.num_features, generator=g))
-    return model
-
-
 @pytest.mark.parametrize('name', PAPER_MODEL_NAMES)
 def test_deploy_backbone_exports_and_matches_pytorch(name, tmp_path):
     register_all_modules(init_default_scope=False)
     torch.manual_seed(0)
-    model = _trained_like(MODELS.build(paper_backbone_cfg(name)))
+    model = MODELS.build(paper_backbone_cfg(name))
+    randomize_bn(model)
     model.eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -61,7 +50,8 @@ def test_detector_from_a_training_checkpoint_exports_in_deploy_form(tmp_path, ca
     # a training-form checkpoint (what runs write)
     cfg = read_config(SSD, {'model.backbone.init_cfg': None})
     torch.manual_seed(0)
-    train_model = _trained_like(MODELS.build(cfg.model))
+    train_model = MODELS.build(cfg.model)
+    randomize_bn(train_model)
     ckpt = tmp_path / 'epoch_1.pth'
     torch.save(dict(meta=dict(epoch=1), state_dict=train_model.state_dict()), ckpt)
     out = tmp_path / 'ssd.onnx'

@@ -136,3 +136,16 @@ def test_weights_are_required(capsys):
     with pytest.raises(SystemExit) as e:
         demo.main(['img.png', CONFIG])
     assert e.value.code == 2 and '--weights' in capsys.readouterr().err
+
+
+def test_deploy_flag_folds_after_loading_and_predicts_the_same(checkpoint_and_image, tmp_path):
+    ckpt, image = checkpoint_and_image
+    runs = {}
+    for name, extra in (('train', []), ('deploy', ['--deploy'])):
+        out = tmp_path / name
+        argv = [str(image), CONFIG, '--weights', str(ckpt), '--out-dir', str(out), '--device', 'cpu']
+        assert demo.main(argv + extra) == 0
+        runs[name] = json.loads((out / 'preds' / 'shapes.json').read_text())
+    assert runs['deploy']['labels'] == runs['train']['labels']
+    np.testing.assert_allclose(runs['deploy']['scores'], runs['train']['scores'], atol=1e-4)
+    np.testing.assert_allclose(runs['deploy']['bboxes'], runs['train']['bboxes'], atol=1e-2)

@@ -1,7 +1,7 @@
 """Test (evaluate) a checkpoint (mmdet 3.3's tools/test.py flags; imports mmbasis first).
 
 python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show] [--show-dir DIR]
-                                       [--wait-time S] [--tta] [--deploy] [--cfg-options k=v ...]
+                                       [--wait-time S] [--tta] [--deploy [--calibrate H W]] [--cfg-options k=v ...]
                                        [--launcher ...]
 """
 
@@ -34,6 +34,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--deploy',
         action='store_true',
         help='fold the backbone into its deploy form after loading CHECKPOINT (a training checkpoint)',
+    )
+    parser.add_argument(
+        '--calibrate',
+        nargs=2,
+        type=int,
+        metavar=('H', 'W'),
+        help="with --deploy: choose each factorised conv's form by timing both on this device at H x W",
     )
     add_common_args(parser)
     return parser.parse_args(argv)
@@ -94,8 +101,11 @@ def main(argv=None) -> None:
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
         cfg = enable_flip_tta(cfg)
+    if args.calibrate and not args.deploy:
+        raise SystemExit('error: --calibrate chooses deploy forms: it needs --deploy')
     if args.deploy:  # after the runner has loaded the checkpoint (SwitchToDeployHook)
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='SwitchToDeployHook')]
+        hook = dict(type='SwitchToDeployHook', calibrate_shape=args.calibrate)
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [hook]
     setup_cpu_distributed(cfg)  # --launcher pytorch without a GPU: gloo + CPU DDP
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if args.out is not None:

@@ -30,6 +30,9 @@ def _pair(v) -> Tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
+DEPLOY_FORMS = ('merged', 'factorized')
+
+
 def deploy_form(in_channels: int, out_channels: int, rank: int, kernel_size) -> str:
     """The cheaper exact deploy form of a factorised convolution: ``'merged'`` or ``'factorized'``.
 
@@ -192,6 +195,9 @@ class FactorizedConv2d(nn.Module):
         self.coeff = nn.Conv2d(self.basis.rank, out_channels, 1, bias=False)
         self.in_channels = in_channels
         self.out_channels = out_channels
+        #: the deploy form :meth:`fuse` builds: ``None`` chooses by multiply-adds; ``'merged'`` or
+        #: ``'factorized'`` forces one (set by measuring, see ``mmbasis.apis.calibrate_deploy_forms``)
+        self.forced_deploy_form: Optional[str] = None
 
     @classmethod
     def like(
@@ -210,7 +216,8 @@ class FactorizedConv2d(nn.Module):
         """Return plain, bias-carrying convolutions computing ``out_norm(self(x))`` in eval mode.
 
         The norms are folded (``basis_norm`` into the basis, ``out_norm`` into the coefficients) and the
-        cheaper exact form is chosen by multiply-accumulates per output position:
+        form is ``forced_deploy_form`` when set, otherwise the cheaper exact one by multiply-accumulates per
+        output position:
         ``R * (S k^2 + T)`` for basis + coefficients (``nn.Sequential`` of a k x k and a 1 x 1 conv) vs
         ``S k^2 T`` for a single merged k x k conv. Both forms are exact: the basis bias passes through the
         1 x 1 coefficients, so zero padding is unaffected.
@@ -229,7 +236,10 @@ class FactorizedConv2d(nn.Module):
             coeff = coeff * s2.view(-1, 1)
             bias_out = coeff @ t1 + t2
             like = dict(device=w_basis.device, dtype=w_basis.dtype)  # same device/precision as the model
-            if deploy_form(b.in_channels, self.out_channels, b.rank, b.kernel_size) == 'merged':
+            form = self.forced_deploy_form or deploy_form(b.in_channels, self.out_channels, b.rank, b.kernel_size)
+            if form not in DEPLOY_FORMS:
+                raise ValueError(f'forced_deploy_form={form!r} is not allowed: use one of {DEPLOY_FORMS} or None')
+            if form == 'merged':
                 conv = nn.Conv2d(
                     b.in_channels, self.out_channels, b.kernel_size, b.stride, b.padding, b.dilation, bias=True, **like
                 )

@@ -207,6 +207,7 @@ _SHARING_ARGS = (
     'basis_sharing',
     'shared_convs',
     'deploy',
+    'deploy_forms',
     'shared_stages',
     'with_eca',
 )

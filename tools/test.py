@@ -83,6 +83,26 @@ def enable_flip_tta(cfg: Config) -> Config:
     return cfg
 
 
+def apply_deploy_meta(cfg: Config, checkpoint: str) -> None:
+    """A deploy checkpoint (``tools/model_converters/switch_to_deploy.py``) needs the deploy structure: set
+    ``model.backbone.deploy`` (and the measured ``deploy_forms``) from its ``meta``, and say so."""
+    from mmbasis.utils import load_weights_only
+
+    raw = load_weights_only(checkpoint)
+    meta = raw.get('meta', {}) if isinstance(raw, dict) else {}
+    if not (isinstance(meta, dict) and meta.get('deploy')):
+        return
+    backbone = cfg.model.get('backbone', {})
+    backbone['deploy'] = True
+    if meta.get('deploy_forms'):
+        backbone['deploy_forms'] = dict(meta['deploy_forms'])
+    print_log(
+        f'{checkpoint} is a deploy checkpoint: building the backbone with deploy=True'
+        + (f' and its {len(meta["deploy_forms"])} measured deploy forms' if meta.get('deploy_forms') else ''),
+        logger='current',
+    )
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
@@ -92,6 +112,7 @@ def main(argv=None) -> None:
     setup_cache_size_limit_of_dynamo()
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, args.local_rank)
     cfg.load_from = args.checkpoint
+    apply_deploy_meta(cfg, args.checkpoint)
     if args.show or args.show_dir:
         if 'visualization' not in cfg.get('default_hooks', {}):
             raise SystemExit(

@@ -96,3 +96,17 @@ def test_hook_calibrates_then_folds():
             HOOKS.build(dict(type='SwitchToDeployHook', calibrate_shape=bad))
     with pytest.raises(ValueError, match='calibrate_reps=0 is not allowed'):
         HOOKS.build(dict(type='SwitchToDeployHook', calibrate_reps=0))
+
+
+def test_backbone_deploy_forms_argument_builds_the_recorded_structure():
+    register_all_modules(init_default_scope=False)
+    cfg = dict(paper_backbone_cfg('ResNet34-S48U1*'), deploy=True, deploy_forms={'layer1.1.conv1': 'merged'})
+    model = MODELS.build(cfg)
+    assert isinstance(model.layer1[1].conv1, nn.Conv2d) and isinstance(model.layer1[1].conv2, nn.Sequential)
+    for forms, message in (
+        ({'layer1.0.conv1': 'merged'}, 'names layer1.0.conv1, which are not factorised convolutions'),
+        ({'layer1.1.conv1': 'fast'}, "has the forms {'layer1.1.conv1': 'fast'}: allowed are"),
+        (['layer1.1.conv1'], "deploy_forms=\\['layer1.1.conv1'\\] is not allowed"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            MODELS.build(dict(paper_backbone_cfg('ResNet34-S48U1*'), deploy_forms=forms))

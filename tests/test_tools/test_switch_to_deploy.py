@@ -100,7 +100,7 @@ def test_cli_deploy_checkpoint_equals_training_model(tmp_path):
         [sys.executable, TOOL, cfg_path, ckpt, out], capture_output=True, text=True, cwd=ROOT, timeout=300
     )
     assert r.returncode == 0, r.stderr
-    assert '--cfg-options model.backbone.deploy=True' in r.stdout
+    assert 'reads the deploy settings from its meta' in r.stdout and 'backbone=dict(deploy=True)' in r.stdout
     assert 'optimizer' in r.stdout  # reported as not carried over
     assert sha256(ckpt) == sha
 
@@ -119,6 +119,39 @@ def test_cli_deploy_checkpoint_equals_training_model(tmp_path):
     assert not any(isinstance(m, (_BatchNorm, BasisConv2d, FactorizedConv2d)) for m in bb.modules())
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     assert max_rel_diff(detector_outputs(deployed, x), detector_outputs(trained, x)) < 1e-4
+
+
+@pytest.mark.slow
+def test_cli_calibrated_forms_are_recorded_and_rebuilt(tmp_path):
+    cfg_path = write_config(tmp_path, R18_S4U1, [16, 32, 64, 128])
+    ckpt, out = str(tmp_path / 'epoch_2.pth'), str(tmp_path / 'deploy.pth')
+    trained = make_training_checkpoint(cfg_path, ckpt)
+    r = subprocess.run(
+        [sys.executable, TOOL, cfg_path, ckpt, out, '--calibrate', '64', '64'],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    forms = torch.load(out, map_location='cpu', weights_only=True)['meta']['deploy_forms']
+    names = [n for n, m in trained.backbone.named_modules() if isinstance(m, FactorizedConv2d)]
+    assert sorted(forms) == sorted(names) and set(forms.values()) <= {'merged', 'factorized'}
+    assert 'deploy forms measured:' in r.stdout and 'deploy_forms=' in r.stdout
+    cfg = Config.fromfile(cfg_path)
+    cfg.merge_from_dict({'model.backbone.deploy': True, 'model.backbone.deploy_forms': forms})
+    deployed = build_detector(cfg, deploy=False)
+    load_checkpoint(deployed, out, map_location='cpu', strict=True)  # the recorded forms rebuild the structure
+    deployed.eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    assert max_rel_diff(detector_outputs(deployed, x), detector_outputs(trained, x)) < 1e-4
+    test_tool = load_tool('tools/test.py')
+    cfg_test = Config.fromfile(cfg_path)
+    test_tool.apply_deploy_meta(cfg_test, out)  # what tools/test.py does with a deploy checkpoint
+    assert cfg_test.model.backbone.deploy is True and cfg_test.model.backbone.deploy_forms == forms
+    cfg_train = Config.fromfile(cfg_path)
+    test_tool.apply_deploy_meta(cfg_train, ckpt)  # a training checkpoint changes nothing
+    assert 'deploy' not in cfg_train.model.backbone
 
 
 def test_mobilenet_shared_pp_eca_deploy(tmp_path):

@@ -1,6 +1,6 @@
 """Convert a trained detector checkpoint into the deploy form of its mmbasis backbone.
 
-    python tools/model_converters/switch_to_deploy.py CONFIG CKPT OUT [--cfg-options k=v ...]
+    python tools/model_converters/switch_to_deploy.py CONFIG CKPT OUT [--calibrate H W] [--cfg-options k=v ...]
 
 Builds the detector of CONFIG on the CPU, loads CKPT strictly (``torch.load(weights_only=True)``; the
 allowlist installed by ``import mmbasis`` admits full mmengine training checkpoints), calls
@@ -19,7 +19,7 @@ import os.path as osp
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -52,13 +52,16 @@ class DeployReport:
     max_abs_diff: float
     max_abs_ref: float
     dropped_keys: Tuple[str, ...]
+    deploy_forms: Dict[str, str] = None
 
 
-def build_detector(cfg: Config, deploy: bool) -> nn.Module:
+def build_detector(cfg: Config, deploy: bool, deploy_forms: Optional[Dict[str, str]] = None) -> nn.Module:
     """``MODELS.build(cfg.model)`` on CPU in the config's default scope, with ``backbone.deploy`` set."""
     cfg = copy.deepcopy(cfg)
     if deploy:
         cfg.model.backbone.deploy = True
+    if deploy_forms:
+        cfg.model.backbone.deploy_forms = dict(deploy_forms)
     scope = cfg.get('default_scope', 'mmdet')
     if scope is not None:
         init_default_scope(scope)
@@ -103,7 +106,12 @@ def _backbone_outputs(backbone: nn.Module, x: Tensor) -> Tuple[Tensor, ...]:
 
 
 def convert_checkpoint_to_deploy(
-    cfg: Config, checkpoint: str, out: str, check_shape: Tuple[int, int] = (64, 64), seed: int = 0
+    cfg: Config,
+    checkpoint: str,
+    out: str,
+    check_shape: Tuple[int, int] = (64, 64),
+    seed: int = 0,
+    calibrate: Optional[Tuple[int, int]] = None,
 ) -> DeployReport:
     """Load ``checkpoint`` into ``cfg.model``, call ``model.backbone.switch_to_deploy()`` and save to ``out``.
 
@@ -112,7 +120,9 @@ def convert_checkpoint_to_deploy(
     ``(1, C, *check_shape)`` input; switch; check the outputs agree (relative error <= 1e-4); check that the
     new state dict loads strictly into ``cfg`` built with ``model.backbone.deploy=True``; save
     ``dict(meta=meta + deploy=True, state_dict=new)`` atomically (training-only entries such as the
-    optimizer state are dropped).
+    optimizer state are dropped). With ``calibrate=(H, W)`` the deploy form of every factorised convolution is
+    chosen by timing both on this machine at that input size (``mmbasis.apis.calibrate_deploy_forms``) and
+    recorded as ``meta['deploy_forms']`` (the backbone's ``deploy_forms`` argument rebuilds that structure).
 
     Raises:
         TypeError: the backbone has no ``switch_to_deploy``.
@@ -148,6 +158,12 @@ def convert_checkpoint_to_deploy(
     x = torch.randn(1, in_channels, *check_shape, generator=torch.Generator().manual_seed(seed))
     ref = _backbone_outputs(backbone, x)
     n_before = len(model.state_dict())
+    forms = {}
+    if calibrate is not None:
+        from mmbasis.apis import calibrate_deploy_forms
+
+        example = torch.randn(1, in_channels, *calibrate, generator=torch.Generator().manual_seed(seed))
+        forms = {name: c['form'] for name, c in calibrate_deploy_forms(backbone, example).items()}
     backbone.switch_to_deploy()
     got = _backbone_outputs(backbone, x)
     diff = max((a - b).abs().max().item() for a, b in zip(ref, got))
@@ -159,7 +175,7 @@ def convert_checkpoint_to_deploy(
         )
     new_state = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in model.state_dict().items())
 
-    deploy_model = build_detector(cfg, deploy=True)
+    deploy_model = build_detector(cfg, deploy=True, deploy_forms=forms)
     _load_strict(deploy_model, new_state, 'the deploy state dict')
 
     dropped = (
@@ -168,8 +184,10 @@ def convert_checkpoint_to_deploy(
         else ()
     )
     meta.update(deploy=True, deploy_source=osp.basename(str(checkpoint)))
+    if forms:
+        meta['deploy_forms'] = forms
     save_atomic(dict(meta=meta, state_dict=new_state), out, protect=checkpoint)
-    return DeployReport(n_before, len(new_state), diff, scale, dropped)
+    return DeployReport(n_before, len(new_state), diff, scale, dropped, forms)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -188,7 +206,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar=('H', 'W'),
         help='input size of the before/after backbone check (default 64 64)',
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        '--calibrate',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help="choose each factorised conv's deploy form by timing both here at H x W (kept in meta['deploy_forms'])",
+    )
+    args = parser.parse_args(argv)
+    if args.calibrate and min(args.calibrate) < 32:
+        parser.error(f'--calibrate must be at least 32 32, got {args.calibrate[0]} {args.calibrate[1]}')
+    return args
 
 
 def main(argv=None) -> int:
@@ -197,7 +225,10 @@ def main(argv=None) -> int:
         if osp.exists(args.checkpoint) and same_file(args.checkpoint, args.out):
             raise ValueError(f'OUT {args.out!r} is the input checkpoint; choose another output path')
         cfg = read_config(args.config, args.cfg_options)
-        report = convert_checkpoint_to_deploy(cfg, args.checkpoint, args.out, tuple(args.check_size))
+        calibrate = tuple(args.calibrate) if args.calibrate else None
+        report = convert_checkpoint_to_deploy(
+            cfg, args.checkpoint, args.out, tuple(args.check_size), calibrate=calibrate
+        )
     except (FileNotFoundError, CheckpointFormatError, ValueError, TypeError, RuntimeError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
@@ -208,9 +239,13 @@ def main(argv=None) -> int:
     )
     if report.dropped_keys:
         print(f'not carried over (training state): {", ".join(report.dropped_keys)}')
+    if report.deploy_forms:
+        merged = sum(f == 'merged' for f in report.deploy_forms.values())
+        print(f'deploy forms measured: {merged} merged, {len(report.deploy_forms) - merged} factorized')
+    backbone = 'deploy=True' + (f', deploy_forms={report.deploy_forms!r}' if report.deploy_forms else '')
     print(
-        f'use it with:\n  python tools/test.py {args.config} {args.out} --cfg-options model.backbone.deploy=True\n'
-        'or set model = dict(backbone=dict(deploy=True)) in a config inheriting the training one'
+        f'use it with:\n  python tools/test.py {args.config} {args.out}   (reads the deploy settings from its meta)\n'
+        f'or set model = dict(backbone=dict({backbone})) in a config inheriting the training one'
     )
     return 0
 

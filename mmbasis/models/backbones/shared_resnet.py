@@ -129,6 +129,9 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
             Default ``('conv1', 'conv2')`` for BasicBlock and ``('conv2',)`` for Bottleneck; ``('conv2',
             'conv3')`` gives ResNet-50 Shared++; ``()`` a plain ResNet.
         deploy (bool): build the deploy structure (norms folded, plain convs); see :meth:`switch_to_deploy`.
+        deploy_forms (dict, optional): ``{factorised conv name: 'merged' | 'factorized'}``, the deploy forms
+            chosen by measurement (a calibrated deploy checkpoint's ``meta['deploy_forms']``); the others follow
+            the multiply-add rule. See :meth:`set_deploy_forms`.
         **kwargs: every argument of mmdet's ``ResNet``, checked by mmdet (out_indices, frozen_stages,
             norm_cfg, norm_eval, with_cp, style, deep_stem, avg_down, zero_init_residual, init_cfg, ...).
             With shared convolutions, ``conv_cfg`` must be ``None``/``dict(type='Conv2d')`` (basis convolutions
@@ -148,6 +151,7 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         basis_sharing: str = 'stage',
         shared_convs: Optional[Sequence[str]] = None,
         deploy: bool = False,
+        deploy_forms: Optional[Dict[str, str]] = None,
         **kwargs,
     ) -> None:
         block = self.arch_settings.get(depth, (None,))[0]  # an unknown depth is refused by mmdet below
@@ -193,6 +197,7 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
                 f'`{failed}` failed{f" ({e})" if str(e) else ""}'
             ) from e
         self.deploy = False
+        self.set_deploy_forms(deploy_forms)
         if deploy:
             self.switch_to_deploy()
 

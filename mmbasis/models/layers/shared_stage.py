@@ -19,6 +19,9 @@ import torch
 import torch.nn as nn
 from mmengine.model import Sequential
 
+from ...utils.misc import brief
+from .basis_conv import DEPLOY_FORMS, FactorizedConv2d
+
 
 @dataclass
 class BasisGroup:
@@ -213,6 +216,27 @@ class SharedBasisBackboneMixin:
 
         check_pretrained_fits(self, self.init_cfg, self.PRETRAINED_MIN_MATCH)
         super().init_weights()
+
+    def set_deploy_forms(self, forms: Optional[Dict[str, str]]) -> None:
+        """Force the deploy form of named factorised convolutions (``{'layer1.1.conv1': 'merged', ...}``, as
+        ``mmbasis.apis.calibrate_deploy_forms`` measures and a calibrated deploy checkpoint's ``meta`` records);
+        the others keep the multiply-add rule. Must come before :meth:`switch_to_deploy`."""
+        if not forms:
+            return
+        if not isinstance(forms, dict):
+            raise ValueError(f'deploy_forms={forms!r} is not allowed: give a dict {{conv name: form}}')
+        convs = {n: m for n, m in self.named_modules() if isinstance(m, FactorizedConv2d)}  # type: ignore
+        unknown = [n for n in forms if n not in convs]
+        if unknown:
+            raise ValueError(
+                f'deploy_forms names {brief(unknown)}, which are not factorised convolutions of this backbone; '
+                f'allowed: {brief(convs) if convs else "none (this backbone has no factorised convolution)"}'
+            )
+        bad = {n: f for n, f in forms.items() if f not in DEPLOY_FORMS}
+        if bad:
+            raise ValueError(f'deploy_forms has the forms {bad}: allowed are {DEPLOY_FORMS}')
+        for name, form in forms.items():
+            convs[name].forced_deploy_form = form
 
     def switch_to_deploy(self) -> None:
         """Fold every BatchNorm and turn every basis/factorised convolution into plain ``nn.Conv2d``.

@@ -15,6 +15,8 @@ ratios in brackets. Modes:
 * ``train``: one training step (forward, sum of the outputs, backward; gradients cleared between steps);
 * ``eval``: inference in eval mode; ``deploy``: ours after ``switch_to_deploy()`` against theirs with its
   BatchNorms folded into the convolutions (mmcv's ``fuse_conv_bn``);
+* ``deploy-cal``: as ``deploy``, ours with each factorised conv's form chosen by timing both at the benchmark's
+  input size (``mmbasis.apis.calibrate_deploy_forms``) instead of by multiply-adds;
 * ``onnx``: the two deploy forms exported to ONNX and run in onnxruntime (CPU; ``requirements/onnx.txt``).
 
 Besides times, per model: parameters, multiply-adds (mmengine's ``FlopAnalyzer``; one fused multiply-add
@@ -43,7 +45,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-MODES = ('train', 'eval', 'deploy', 'onnx')
+MODES = ('train', 'eval', 'deploy', 'deploy-cal', 'onnx')
 
 
 # ------------------------------------------------------------------------------------------------ building
@@ -185,10 +187,14 @@ def macs(model: nn.Module, x: torch.Tensor) -> float:
         return float(analyzer.total())
 
 
-def deploy_form(model: nn.Module, ours: bool) -> nn.Module:
+def deploy_form(model: nn.Module, ours: bool, calibrate_on: Optional[torch.Tensor] = None) -> nn.Module:
     model = copy.deepcopy(model)
     model.eval()  # (mmdet's ResNet.train returns None, so no chaining)
     if ours:
+        if calibrate_on is not None:
+            from mmbasis.apis import calibrate_deploy_forms
+
+            calibrate_deploy_forms(model, calibrate_on)
         model.switch_to_deploy()
         return model
     from mmcv.cnn import fuse_conv_bn
@@ -227,6 +233,8 @@ def bench_pair(
             fns = [infer_fn(ours, x), infer_fn(theirs, x)]
         elif mode == 'deploy':
             fns = [infer_fn(deploy_form(ours, True), x), infer_fn(deploy_form(theirs, False), x)]
+        elif mode == 'deploy-cal':
+            fns = [infer_fn(deploy_form(ours, True, calibrate_on=x), x), infer_fn(deploy_form(theirs, False), x)]
         else:
             fns = [
                 onnx_fn(deploy_form(ours, True), x, args.threads),

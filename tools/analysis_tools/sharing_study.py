@@ -353,9 +353,9 @@ def _mean_std(values: List[float]) -> str:
 def summarize(rows: List[dict]) -> str:
     """Markdown table: one line per cell, mean ± sample std over its seeds."""
     lines = [
-        '| backbone | regulariser | seeds | backbone params | bbox mAP | mAP@0.5 | mAP@0.75 | final task loss | '
-        'peak task loss | L_orth (end) | σmax/σmin (end) | wall min |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|',
+        '| backbone | regulariser | seeds | backbone params | bbox mAP | per seed | mAP@0.5 | mAP@0.75 | '
+        'final task loss | peak task loss | L_orth (end) | σmax/σmin (end) | wall min |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ]
     for key, cell in CELLS.items():
         sel = [r for r in rows if r['cell'] == key]
@@ -367,15 +367,20 @@ def summarize(rows: List[dict]) -> str:
 
         params = int(sel[0]['backbone_params'])
         spread = col('sigma_spread_final')
+        per_seed = ', '.join(
+            f'{float(r["bbox_mAP"]):.3f} (s{r["seed"]})' for r in sorted(sel, key=lambda r: int(r['seed']))
+        )
         lines.append(
             f'| {cell.backbone} | {"on" if cell.regularizer else "off"} | {len(sel)} | {params / 1e6:.2f} M | '
-            f'{_mean_std(col("bbox_mAP"))} | {_mean_std(col("bbox_mAP_50"))} | {_mean_std(col("bbox_mAP_75"))} | '
+            f'{_mean_std(col("bbox_mAP"))} | {per_seed} | {_mean_std(col("bbox_mAP_50"))} | '
+            f'{_mean_std(col("bbox_mAP_75"))} | '
             f'{_mean_std(col("task_loss_final"))} | {_mean_std(col("task_loss_peak"))} | '
             + (f'{statistics.fmean(col("l_orth_final")):.2e} | ' if col('l_orth_final') else '- | ')
             + (f'{statistics.fmean(spread):.3f} | ' if spread else '- | ')
             + f'{statistics.fmean(col("wall_s")) / 60:.1f} |'
         )
-    return '\n'.join(lines + ['', *compare(rows)])
+    comparisons = compare(rows)
+    return '\n'.join(lines + (['', *comparisons] if comparisons else []))
 
 
 def schedule_check(rows: List[dict], others: List[dict]) -> str:
@@ -431,7 +436,7 @@ def compare(rows: List[dict], metric: str = 'bbox_mAP') -> List[str]:
             f'| {what}: {CELLS[cell].key} vs {CELLS[ref].key} | {diff:+.3f} | {len(a)} vs {len(b)} | '
             f'{t:+.2f} | {p:.3f} | {reading} |'
         )
-    return lines
+    return lines if len(lines) > 2 else []
 
 
 def _reg_label(cell: Cell) -> str:

@@ -18,6 +18,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
+from mmbasis.utils import CheckpointFormatError
 from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed
 
 
@@ -109,10 +110,15 @@ def main(argv=None) -> None:
         raise SystemExit(f'error: checkpoint {args.checkpoint!r} does not exist')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit(f'error: --out {args.out!r} must end with .pkl or .pickle')
+    if args.calibrate and not args.deploy:
+        raise SystemExit('error: --calibrate chooses deploy forms: it needs --deploy')
     setup_cache_size_limit_of_dynamo()
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, args.local_rank)
     cfg.load_from = args.checkpoint
-    apply_deploy_meta(cfg, args.checkpoint)
+    try:
+        apply_deploy_meta(cfg, args.checkpoint)
+    except CheckpointFormatError as e:
+        raise SystemExit(f'error: {e}') from e
     if args.show or args.show_dir:
         if 'visualization' not in cfg.get('default_hooks', {}):
             raise SystemExit(
@@ -122,8 +128,6 @@ def main(argv=None) -> None:
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
         cfg = enable_flip_tta(cfg)
-    if args.calibrate and not args.deploy:
-        raise SystemExit('error: --calibrate chooses deploy forms: it needs --deploy')
     if args.deploy:  # after the runner has loaded the checkpoint (SwitchToDeployHook)
         hook = dict(type='SwitchToDeployHook', calibrate_shape=args.calibrate)
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [hook]

@@ -57,3 +57,12 @@ def test_test_tool_needs_deploy_for_calibrate(tmp_path):
     ckpt.write_bytes(b'')
     with pytest.raises(SystemExit, match='--calibrate chooses deploy forms: it needs --deploy'):
         load_tool('tools/test.py').main([CONFIG, str(ckpt), '--calibrate', '64', '64'])
+
+
+def test_test_tool_names_an_unreadable_checkpoint(tmp_path):
+    from tests.helpers import load_tool
+
+    ckpt = tmp_path / 'broken.pth'
+    ckpt.write_bytes(b'not a checkpoint')
+    with pytest.raises(SystemExit, match=r"error: '.*broken.pth' is not a PyTorch checkpoint"):
+        load_tool('tools/test.py').main([CONFIG, str(ckpt)])

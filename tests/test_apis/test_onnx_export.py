@@ -113,3 +113,10 @@ def test_bad_arguments_are_refused_with_the_value(argv, message, capsys):
 def test_export_refuses_a_name_without_onnx_suffix(tmp_path):
     with pytest.raises(ValueError, match=r"must end with .onnx, got '.*model.bin'"):
         export_onnx(torch.nn.Identity(), torch.randn(1, 3, 8, 8), str(tmp_path / 'model.bin'))
+
+
+def test_a_config_whose_backbone_weights_are_missing_is_one_error_line(tmp_path, capsys):
+    # the SSD config starts from converted ImageNet weights that are not on this machine
+    assert tool.main([SSD, str(tmp_path / 'x.onnx'), '--shape', '300', '300']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and 'Traceback' not in err and not (tmp_path / 'x.onnx').exists()

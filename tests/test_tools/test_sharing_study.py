@@ -154,3 +154,11 @@ def test_warm_start_study_decomposes_the_plain_run_and_fine_tunes(tmp_path, caps
     assert osp.isfile(osp.join(warm_out, 'warm_start.png')) and osp.isfile(osp.join(warm_out, 'summary.md'))
     capsys.readouterr()
     assert warm.main(argv) == 0 and '1 done, 0 to run' in capsys.readouterr().out
+
+
+def test_warm_start_without_the_plain_runs_is_one_error_line(tmp_path, capsys):
+    warm = load_tool('tools/analysis_tools/warm_start_study.py')
+    argv = ['--pairs', 'r18:r18-s16u1', '--seeds', '0', '--study-work-root', str(tmp_path / 'none')]
+    assert warm.main(argv + ['--out-dir', str(tmp_path / 'out'), '--work-root', str(tmp_path / 'w')]) == 1
+    err = capsys.readouterr().err
+    assert 'plain checkpoint(s) to decompose do not exist' in err and 'sharing_study.py --epochs 24 --cells r18' in err

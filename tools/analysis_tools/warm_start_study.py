@@ -209,6 +209,19 @@ def main(argv=None) -> int:
         print(f'  {plain} -> {shared} seed {seed}: {src} [{state}{"" if osp.isfile(src) else ", source missing"}]')
     if args.dry_run:
         return 0
+    missing = [
+        osp.join(args.study_work_root, study.run_dir(p, s, total, args.dataset), f'epoch_{args.from_epoch}.pth')
+        for (p, _), s in pending
+    ]
+    missing = [m for m in missing if not osp.isfile(m)]
+    if not args.summary_only and missing:
+        print(
+            f'error: {len(missing)} plain checkpoint(s) to decompose do not exist, e.g. {missing[0]}; run the plain '
+            f'cells first: python tools/analysis_tools/sharing_study.py --epochs {total} --cells '
+            f'{" ".join(sorted({p for (p, _), _s in pending}))} (or point --study-work-root at their work dirs)',
+            file=sys.stderr,
+        )
+        return 1
     if not args.summary_only and pending:
         os.makedirs(args.out_dir, exist_ok=True)
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)

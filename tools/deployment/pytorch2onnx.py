@@ -26,7 +26,7 @@ from mmengine.runner import load_checkpoint
 
 import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
 from mmbasis.apis.onnx_export import TensorNetwork, export_onnx, verify_onnx
-from mmbasis.utils import load_weights_only, split_checkpoint
+from mmbasis.utils import CheckpointFormatError, load_weights_only, split_checkpoint
 from mmbasis.utils.cli import read_config
 
 
@@ -83,12 +83,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     MMLogger.get_instance('mmengine', log_level='WARNING')  # no line per initialised tensor
-    model = build_for_export(args.config, args.checkpoint, args.cfg_options)
     shape = tuple(args.shape)
-    net = TensorNetwork(model.backbone if args.backbone_only else model)
-    torch.manual_seed(0)
-    example = torch.randn(1, 3, *shape)
-    export_onnx(net, example, args.out)
+    try:
+        model = build_for_export(args.config, args.checkpoint, args.cfg_options)
+        net = TensorNetwork(model.backbone if args.backbone_only else model)
+        torch.manual_seed(0)
+        example = torch.randn(1, 3, *shape)
+        export_onnx(net, example, args.out)
+    except (FileNotFoundError, ImportError, ValueError, TypeError, CheckpointFormatError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     error = verify_onnx(args.out, net, example)
     what = 'backbone' if args.backbone_only else 'detector network (tensor mode)'
     print(f'wrote {args.out}: {what} of {args.config}, input 1x3x{shape[0]}x{shape[1]}')

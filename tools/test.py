@@ -19,7 +19,7 @@ from mmengine.runner import Runner
 
 import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
 from mmbasis.utils import CheckpointFormatError
-from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed
+from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed, shutdown_distributed
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -136,6 +136,8 @@ def main(argv=None) -> None:
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     runner.test()
+    del runner  # releases the DDP wrapper before the process group goes
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

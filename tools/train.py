@@ -17,7 +17,7 @@ from mmengine.runner import Runner
 
 import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
 from mmbasis.engine import NonFiniteLossError
-from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed
+from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed, shutdown_distributed
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,6 +66,8 @@ def main(argv=None) -> None:
         runner.train()
     except NonFiniteLossError as e:  # FiniteLossHook already logged it; one line, no traceback
         raise SystemExit(f'error: {e}') from None
+    del runner  # releases the DDP wrapper before the process group goes
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

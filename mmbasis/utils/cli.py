@@ -5,6 +5,7 @@ line written for mmdet works unchanged with ours.
 """
 
 import argparse
+import gc
 import os
 import os.path as osp
 from datetime import timedelta
@@ -105,3 +106,17 @@ def setup_cpu_distributed(cfg: Config) -> bool:
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
     return True
+
+
+def shutdown_distributed() -> None:
+    """End a distributed run cleanly: wait for every rank, then destroy the default process group.
+
+    Call it after the runner (and the DDP wrapper holding the group) has been released. Otherwise the
+    gloo process group dies in the interpreter's exit, in whatever order the ranks reach it; with torch
+    2.14 that intermittently aborts a rank that had finished its work ("terminate called without an
+    active exception": a joinable native thread destroyed at exit). A no-op without a process group.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        gc.collect()  # drop the released DDP wrapper (and its reference to the group) now, not at exit
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()

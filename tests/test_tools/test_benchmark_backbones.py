@@ -61,10 +61,34 @@ def test_detector_mode_times_ours_against_the_plain_backbone(tmp_path):
     argv = ['--detectors', config, '--size', '64', '--iters', '1', '--warmup', '0', '--threads', '1', '--csv', str(out)]
     assert bench.main(argv) == 0
     rows = list(csv.DictReader(out.open()))
-    assert [r['mode'] for r in rows] == ['det-train', 'det-infer']
+    assert [r['mode'] for r in rows] == ['det-train', 'det-forward', 'det-infer']
     (ours, plain), _ = bench.detector_pair(config)
     assert type(ours.backbone).__name__ == 'SharedBasisResNet' and type(plain.backbone).__name__ == 'ResNet'
     assert type(ours.neck) is type(plain.neck) and type(ours.roi_head) is type(plain.roi_head)
+    # heads zeroed on both sides, so that NMS and RoIAlign do the same work whatever the random backbones give
+    assert not any(p.any() for m in (ours, plain) for h in (m.rpn_head, m.roi_head) for p in h.parameters())
+    assert any(p.any() for p in ours.neck.parameters())
+
+
+def test_layer_mode_times_each_factorised_geometry_against_its_plain_conv(tmp_path, capsys):
+    out, readme = tmp_path / 'layers.csv', tmp_path / 'README.md'
+    readme.write_text('<!-- benchmark-layers:start -->\n<!-- benchmark-layers:end -->\n', encoding='utf-8')
+    argv = ['--layers', '--models', 'ResNet34-S48U1*', 'ResNet50-Shared', *SMOKE, '--csv', str(out)]
+    assert bench.main([*argv, '--readme', str(readme)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    # one row per stage of repeated blocks (the first block of a stage is a plain one); ResNet50-Shared shares
+    # whole convolutions, so it has no factorised ones to time
+    assert [r['layer'] for r in rows] == [f'layer{i}.1.conv1' for i in (1, 2, 3, 4)]
+    assert [int(r['rank']) for r in rows] == [49, 98, 196, 392] and [int(r['rank16']) for r in rows] == [
+        48,
+        96,
+        192,
+        384,
+    ]
+    assert all(float(r['mac_ratio']) == pytest.approx(49 * 10 / (9 * 64)) for r in rows)
+    assert all(float(r[k]) > 0 for r in rows for k in ('ours_ms', 'theirs_ms', 'basis_ms', 'basis16_ms'))
+    assert 'ResNet50-Shared: no factorised convolutions' in capsys.readouterr().out
+    assert '| ResNet34-S48U1* | layer3.1.conv1 | 256->196->256 k3 s1 @2x2 |' in readme.read_text(encoding='utf-8')
 
 
 @pytest.mark.parametrize(
@@ -74,6 +98,7 @@ def test_detector_mode_times_ours_against_the_plain_backbone(tmp_path):
         (['--reps', '0'], '--reps must be at least 1, got 0'),
         (['--device', 'tpu'], "--device must be 'cpu' or 'cuda[:N]', got 'tpu'"),
         (['--detectors', 'configs/none.py'], 'no such config file: configs/none.py'),
+        (['--layers', '--detectors', 'configs/none.py'], '--layers and --detectors are separate modes'),
     ],
 )
 def test_bad_arguments_are_refused_with_the_value(argv, message, capsys):

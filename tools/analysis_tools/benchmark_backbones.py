@@ -3,6 +3,7 @@
     python tools/analysis_tools/benchmark_backbones.py [--models NAME ...] [--device cpu|cuda] [--batch 2]
         [--size 320] [--threads 2] [--reps 10] [--warmup 2] [--csv FILE]
     python tools/analysis_tools/benchmark_backbones.py --detectors CONFIG [CONFIG ...] [--iters 5] ...
+    python tools/analysis_tools/benchmark_backbones.py --layers [--models NAME ...] ...
 
 Backbone mode (default): every paper model (``mmbasis.paper_models``) is paired with its plain counterpart
 (``plain_counterpart``: mmdet's ``ResNet`` of the same depth; for the MobileNetV2s, the official-layout plain
@@ -26,7 +27,18 @@ the allocations the torch profiler records during the step, parameters included)
 
 Detector mode (``--detectors``): each config of ours against the same config with its backbone replaced by
 the plain counterpart (``init_cfg`` dropped, nothing else changed), timing ``--iters`` training iterations
-(loss + backward on mmdet's ``demo_mm_inputs``) and inference (``predict``) the same interleaved way.
+(``det-train``: loss + backward on mmdet's ``demo_mm_inputs``), the network's forward pass without
+post-processing (``det-forward``: mmdet's ``tensor`` mode) and inference (``det-infer``: ``predict``, with
+post-processing) the same interleaved way. The two detectors are untrained, so the work of their NMS and
+RoIAlign would depend on their random scores and box offsets: their heads' parameters are set to zero on both
+sides, so that both propose the same boxes with the same scores (the heads' arithmetic is unchanged).
+
+Layer mode (``--layers``): where the time goes. For each distinct factorised convolution of the models (one per
+stage of repeated blocks), a training step of basis -> BN -> coefficients -> BN against the plain k x k conv -> BN
+it replaces, at the input size it sees inside the network, and the basis convolution alone at its rank ``R``
+and at ``R`` rounded down to a multiple of 16, beside the plain convolution: CPU (oneDNN) and GPU convolution
+kernels work on blocks of channels, so a rank just above a multiple of 16 (S48U1: 49) costs as much as the next
+multiple.
 
 The table goes to stdout; ``--csv`` also writes one row per model and mode. Timing is only meaningful on a
 quiet machine: another job on the same cores changes a ratio by 30 % or more.
@@ -249,14 +261,106 @@ def bench_pair(
 
 
 def op_profile(fn: Callable[[], None], rows: int) -> str:
-    """torch.profiler's table of the ``rows`` ops with the most self time over three calls of ``fn``."""
+    """torch.profiler's table of the ``rows`` (op, input shapes) pairs with the most self time over three calls of
+    ``fn``: the shapes tell which convolution of which stage the time goes to."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(3):
             fn()
-    return prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=rows)
+    return prof.key_averages(group_by_input_shape=True).table(
+        sort_by='self_cpu_time_total', row_limit=rows, max_shapes_column_width=60
+    )
+
+
+# ------------------------------------------------------------------------------------------------ layers
+def factorized_geometries(cfg: dict, x: torch.Tensor) -> List[Tuple[str, object, Tuple[int, int]]]:
+    """``(first layer name, FactorizedConv2d, input (H, W))`` for each distinct factorised-convolution geometry
+    of the backbone ``cfg`` on an input like ``x``."""
+    from mmbasis.models.layers import FactorizedConv2d
+
+    model = build_backbone(cfg).eval()
+    found: Dict[tuple, Tuple[str, object, Tuple[int, int]]] = {}
+    handles = []
+    for name, m in model.named_modules():
+        if isinstance(m, FactorizedConv2d):
+            b = m.basis
+            key = (m.in_channels, b.unique_rank, b.shared_rank, m.out_channels, b.kernel_size, b.stride)
+
+            def hook(mod, inputs, out, key=key, name=name):
+                found.setdefault(key, (name, mod, tuple(inputs[0].shape[-2:])))
+
+            handles.append(m.register_forward_hook(hook))
+    with torch.no_grad():
+        model(x[:1].cpu())
+    for h in handles:
+        h.remove()
+    return list(found.values())
+
+
+def bench_layers(name: str, cfg: dict, args: argparse.Namespace, device: torch.device) -> List[dict]:
+    """Per distinct factorised convolution of ``name``: a training step (forward + backward) of basis -> BN ->
+    coefficients -> BN against the plain k x k conv -> BN it replaces, and of the basis convolution alone at its
+    rank ``R`` and at ``R`` rounded down to a multiple of 16 (what the rank would cost if convolution kernels did
+    not work on blocks of channels), beside the plain convolution."""
+    from mmbasis.models.layers import FactorizedConv2d
+
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    rows = []
+    for layer, m, (h, w) in factorized_geometries(cfg, x):
+        b = m.basis
+        geo = dict(stride=b.stride, padding=b.padding, dilation=b.dilation)
+        r16 = max(16, b.rank // 16 * 16)
+        torch.manual_seed(0)
+        inp = torch.randn(args.batch, m.in_channels, h, w, device=device)
+        shared = nn.Parameter(torch.randn(b.shared_rank, m.in_channels, *b.kernel_size)) if b.shared_rank else None
+        ours = nn.Sequential(
+            FactorizedConv2d(m.in_channels, m.out_channels, b.unique_rank, shared, kernel_size=b.kernel_size[0], **geo),
+            nn.BatchNorm2d(m.out_channels),
+        )
+        if shared is not None:
+            ours.register_parameter('shared_basis', shared)  # owned here, as a stage owns it
+        plain = nn.Sequential(
+            nn.Conv2d(m.in_channels, m.out_channels, b.kernel_size, bias=False, **geo), nn.BatchNorm2d(m.out_channels)
+        )
+        convs = [nn.Conv2d(m.in_channels, c, b.kernel_size, bias=False, **geo) for c in (b.rank, r16, m.out_channels)]
+        models = [mod.to(device) for mod in (ours, plain, *convs)]
+        fns = [train_step_fn(mod, inp) for mod in models]
+        t = [statistics.median(v) * 1e3 for v in time_interleaved(fns, args.reps, args.warmup, device)]
+        k2 = b.kernel_size[0] * b.kernel_size[1]
+        rows.append(
+            dict(
+                model=name,
+                layer=layer,
+                geometry=f'{m.in_channels}->{b.rank}->{m.out_channels} k{b.kernel_size[0]} s{b.stride[0]} @{h}x{w}',
+                mac_ratio=b.rank * (m.in_channels * k2 + m.out_channels) / (m.in_channels * k2 * m.out_channels),
+                ours_ms=t[0],
+                theirs_ms=t[1],
+                ratio=t[0] / t[1],
+                rank=b.rank,
+                rank16=r16,
+                basis_ms=t[2],
+                basis16_ms=t[3],
+                plain_conv_ms=t[4],
+            )
+        )
+    return rows
+
+
+def layer_table(rows: List[dict]) -> List[str]:
+    lines = [
+        '| model | first layer | S->R->T, kernel, stride @ input | MACs ours/plain | factorised+BN ms | '
+        'conv+BN ms | ratio | basis conv at R ms | at R rounded down to 16 ms | plain conv ms |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    for r in rows:
+        lines.append(
+            f'| {r["model"]} | {r["layer"]} | {r["geometry"]} | {r["mac_ratio"]:.2f} | {r["ours_ms"]:.2f} | '
+            f'{r["theirs_ms"]:.2f} | {r["ratio"]:.2f}x | {r["basis_ms"]:.2f} (R={r["rank"]}) | '
+            f'{r["basis16_ms"]:.2f} (R={r["rank16"]}) | {r["plain_conv_ms"]:.2f} |'
+        )
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------ detectors
@@ -273,12 +377,27 @@ def detector_pair(config: str):
     register_all_modules(init_default_scope=False)
     cfg = read_config(config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
+    for stage in ('train_cfg', 'test_cfg'):
+        for key in ('rpn_proposal', 'rpn'):
+            nms = (cfg.model.get(stage) or {}).get(key, {}).get('nms')
+            if isinstance(nms, dict):
+                nms['iou_threshold'] = 1.0
     models = []
     for backbone in (cfg.model.backbone, plain_counterpart(cfg.model.backbone)):
         model_cfg = copy.deepcopy(cfg.model)
         model_cfg.backbone = {k: v for k, v in dict(backbone).items() if k != 'init_cfg'}
         torch.manual_seed(0)
-        models.append(MODELS.build(model_cfg))
+        model = MODELS.build(model_cfg)
+        # Untrained detectors: how many proposals and boxes survive NMS, and where they lie (RoIAlign's work per
+        # RoI depends on the FPN level a box maps to), depends on their random scores and offsets. With every head
+        # parameter zero, both sides propose the same boxes (the anchors) with the same scores, so the work after
+        # the backbone is the same; the heads' arithmetic is unchanged.
+        for name in ('rpn_head', 'roi_head', 'bbox_head'):
+            head = getattr(model, name, None)
+            if head is not None:
+                for p in head.parameters():
+                    nn.init.zeros_(p)
+        models.append(model)
     return models, cfg
 
 
@@ -291,7 +410,7 @@ def bench_detectors(config: str, args: argparse.Namespace, device: torch.device)
     packed = demo_mm_inputs(
         batch_size=args.batch, image_shapes=[(3, args.size, args.size)] * args.batch, num_classes=num_classes
     )
-    fns_train, fns_infer = [], []
+    fns_train, fns_forward, fns_infer = [], [], []
     for model in (ours, theirs):
         model.to(device)
         data = model.data_preprocessor(packed, True)
@@ -304,15 +423,21 @@ def bench_detectors(config: str, args: argparse.Namespace, device: torch.device)
             losses = model.loss(data['inputs'], data['data_samples'])
             sum(v.sum() if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if 'loss' in k).backward()
 
+        def forward(model=model, data=data_eval):
+            model.eval()
+            with torch.no_grad():
+                model._forward(data['inputs'], data['data_samples'])
+
         def infer(model=model, data=data_eval):
             model.eval()
             with torch.no_grad():
                 model.predict(data['inputs'], data['data_samples'])
 
         fns_train.append(train_iter)
+        fns_forward.append(forward)
         fns_infer.append(infer)
     out = {}
-    for mode, fns in (('det-train', fns_train), ('det-infer', fns_infer)):
+    for mode, fns in (('det-train', fns_train), ('det-forward', fns_forward), ('det-infer', fns_infer)):
         t_ours, t_theirs = time_interleaved(fns, args.iters, args.warmup, device)
         out[mode] = summarize_times(t_ours, t_theirs)
     return out
@@ -337,6 +462,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--models', nargs='+', default=list(PAPER_MODEL_NAMES), metavar='NAME')
     parser.add_argument('--modes', nargs='+', default=list(MODES), choices=MODES)
     parser.add_argument('--detectors', nargs='+', metavar='CONFIG', help='detector mode: configs of ours to time')
+    parser.add_argument(
+        '--layers',
+        action='store_true',
+        help='layer mode: each distinct factorised convolution of --models against the plain convolution it '
+        'replaces, and its basis convolution at rank R and at R rounded down to a multiple of 16',
+    )
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N] (default cpu)')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', type=int, default=320, help='square input size (default 320)')
@@ -356,7 +487,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--readme',
         help='also write the tables, machine and command into this file between <!-- benchmark:start/end --> '
-        '(detector mode: <!-- benchmark-detectors:start/end -->)',
+        '(detector mode: <!-- benchmark-detectors:start/end -->, layer mode: <!-- benchmark-layers:start/end -->)',
     )
     args = parser.parse_args(argv)
     from mmbasis.utils.misc import brief
@@ -382,6 +513,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--device must be 'cpu' or 'cuda[:N]', got {args.device!r}")
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         parser.error(f'--device {args.device}: torch sees no CUDA device on this machine')
+    if args.layers and args.detectors:
+        parser.error('--layers and --detectors are separate modes: use one of them')
     for config in args.detectors or ():
         if not os.path.isfile(config):
             parser.error(f'--detectors: no such config file: {config}')
@@ -414,7 +547,19 @@ def main(argv=None) -> int:
     ]
     seen = set()
     profiles: List[str] = []
-    if args.detectors:
+    if args.layers:
+        times_lines = []
+        for name in args.models:
+            from mmbasis.paper_models import paper_backbone_cfg
+
+            layer_rows = bench_layers(name, paper_backbone_cfg(name), args, device)
+            if not layer_rows:
+                print(f'{name}: no factorised convolutions (whole-convolution sharing): nothing to time')
+            rows.extend(layer_rows)
+            for line in layer_table(layer_rows)[2:]:
+                print(line, flush=True)
+        times_lines = layer_table(rows)
+    elif args.detectors:
         for config in args.detectors:
             name = os.path.basename(config)
             for mode, t in bench_detectors(config, args, device).items():
@@ -468,7 +613,8 @@ def main(argv=None) -> int:
         with open(args.readme, encoding='utf-8') as f:
             text = f.read()
         body = f'{header}\n\n{report}\n\n(generated by `{command}`)'
-        text = replace_marked_block(text, 'benchmark' + ('-detectors' if args.detectors else ''), body, args.readme)
+        marker = 'benchmark' + ('-detectors' if args.detectors else '-layers' if args.layers else '')
+        text = replace_marked_block(text, marker, body, args.readme)
         with open(args.readme, 'w', encoding='utf-8') as f:
             f.write(text)
     if args.csv:

@@ -113,3 +113,14 @@ def test_replace_marked_block_needs_one_ordered_pair():
     for bad in ('a', text + text, '<!-- x:end -->\n<!-- x:start -->'):
         with pytest.raises(ValueError, match=r'README.md must contain one <!-- x:start --> line'):
             replace_marked_block(bad, 'x', 'new', where='README.md')
+
+
+@pytest.mark.gpu
+def test_backbone_and_layer_modes_run_on_cuda(tmp_path):
+    out = tmp_path / 'bench.csv'
+    argv = ['--models', 'ResNet34-S48U1*', '--modes', 'train', 'eval', 'deploy', *SMOKE, '--device', 'cuda']
+    assert bench.main([*argv, '--csv', str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert {r['mode'] for r in rows} == {'train', 'eval', 'deploy'}
+    assert all(float(r['ours_peak_mb']) > 0 for r in rows)  # from torch.cuda.max_memory_allocated
+    assert bench.main(['--layers', '--models', 'ResNet34-S48U1*', *SMOKE, '--device', 'cuda']) == 0

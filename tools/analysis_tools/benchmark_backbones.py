@@ -31,7 +31,8 @@ the plain counterpart (``init_cfg`` dropped, nothing else changed), timing ``--i
 post-processing (``det-forward``: mmdet's ``tensor`` mode) and inference (``det-infer``: ``predict``, with
 post-processing) the same interleaved way. The two detectors are untrained, so the work of their NMS and
 RoIAlign would depend on their random scores and box offsets: their heads' parameters are set to zero on both
-sides, so that both propose the same boxes with the same scores (the heads' arithmetic is unchanged).
+sides, so that both propose the same boxes with the same scores (the heads' arithmetic is unchanged), and the
+RPN's proposal NMS keeps every proposal (IoU threshold 1.0) on both sides.
 
 Layer mode (``--layers``): where the time goes. For each distinct factorised convolution of the models (one per
 stage of repeated blocks), a training step of basis -> BN -> coefficients -> BN against the plain k x k conv -> BN
@@ -377,6 +378,8 @@ def detector_pair(config: str):
     register_all_modules(init_default_scope=False)
     cfg = read_config(config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
+    # The RPN's proposal NMS keeps every proposal (IoU threshold 1.0, both sides): with the zeroed heads below it
+    # would drop the same anchors on both sides anyway; this fixes the count at the configured maximum.
     for stage in ('train_cfg', 'test_cfg'):
         for key in ('rpn_proposal', 'rpn'):
             nms = (cfg.model.get(stage) or {}).get(key, {}).get('nms')
@@ -548,7 +551,6 @@ def main(argv=None) -> int:
     seen = set()
     profiles: List[str] = []
     if args.layers:
-        times_lines = []
         for name in args.models:
             from mmbasis.paper_models import paper_backbone_cfg
 

@@ -249,7 +249,7 @@ def main(argv=None) -> int:
             row.update(
                 cell=f'{shared}-warm',
                 epochs=args.epochs,
-                source=src,
+                source=osp.relpath(src, args.study_work_root),  # the plain run's checkpoint, machine-independent
                 weight_error=meta['report']['overall']['weight_error'],
                 stage_errors=json.dumps([s['output_error'] for s in meta['report']['stages']]),
             )

@@ -162,3 +162,21 @@ def test_warm_start_without_the_plain_runs_is_one_error_line(tmp_path, capsys):
     assert warm.main(argv + ['--out-dir', str(tmp_path / 'out'), '--work-root', str(tmp_path / 'w')]) == 1
     err = capsys.readouterr().err
     assert 'plain checkpoint(s) to decompose do not exist' in err and 'sharing_study.py --epochs 24 --cells r18' in err
+
+
+def test_schedule_check_pairs_runs_of_the_same_cell_and_seed_and_shows_their_last_validations():
+    def row(cell, seed, epochs, curve):
+        return dict(
+            cell=cell, seed=str(seed), epochs=str(epochs), bbox_mAP=str(curve[-1][2]), val_curve=json.dumps(curve)
+        )
+
+    study_rows = [row('r18', 0, 24, [[21, 1680, 0.791], [24, 1920, 0.806]]), row('r34', 1, 24, [[24, 1920, 0.8]])]
+    longer = row('r18', 0, 48, [[39, 3120, 0.82], [42, 3360, 0.817], [45, 3600, float('nan')], [48, 3840, 0.822]])
+    unmatched = row('r34', 0, 48, [[48, 3840, 0.9]])  # no study run of r34 seed 0: no line
+    table = study.schedule_check(study_rows, [unmatched, longer])
+    lines = [ln for ln in table.splitlines() if ln.startswith('| ResNet')]
+    assert lines == [
+        '| ResNet-18, seed 0 | 48 epochs: 0.822 | 24 epochs: 0.806 | +0.016 | '
+        '0.820 (e39), 0.817 (e42), 0.822 (e48) | 0.791 (e21), 0.806 (e24) |'
+    ]
+    assert study.schedule_check(study_rows, []) == ''

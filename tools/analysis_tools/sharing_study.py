@@ -383,8 +383,18 @@ def summarize(rows: List[dict]) -> str:
     return '\n'.join(lines + (['', *comparisons] if comparisons else []))
 
 
+def _last_validations(row: dict, n: int = 4) -> str:
+    """The last ``n`` validation mAPs of a run with their epochs, e.g. ``0.820 (e39), 0.822 (e42)``: whether a
+    run ended on a plateau or still rising."""
+    curve = [c for c in json.loads(row.get('val_curve') or '[]') if c[2] == c[2]]  # drop NaN (no metric)
+    return ', '.join(f'{m:.3f} (e{e})' for e, _, m in curve[-n:]) or '-'
+
+
 def schedule_check(rows: List[dict], others: List[dict]) -> str:
-    """Runs of the same cell and seed with other schedules: does the chosen one leave accuracy on the table?"""
+    """Runs of the same cell and seed with other schedules: does the chosen one leave accuracy on the table?
+
+    One line per other run: its final mAP, that of the study's run of the same cell and seed, the difference,
+    and the last validations of both runs (a run that ends still rising has not converged)."""
     lines = []
     for r in sorted(others, key=lambda r: (r['cell'], int(r['seed']), int(r['epochs']))):
         same = [q for q in rows if q['cell'] == r['cell'] and q['seed'] == r['seed']]
@@ -392,12 +402,18 @@ def schedule_check(rows: List[dict], others: List[dict]) -> str:
             lines.append(
                 f'| {CELLS[r["cell"]].backbone}{_reg_label(CELLS[r["cell"]])}, seed {r["seed"]} | '
                 f'{r["epochs"]} epochs: {float(r["bbox_mAP"]):.3f} | {same[0]["epochs"]} epochs: '
-                f'{float(same[0]["bbox_mAP"]):.3f} | {float(r["bbox_mAP"]) - float(same[0]["bbox_mAP"]):+.3f} |'
+                f'{float(same[0]["bbox_mAP"]):.3f} | {float(r["bbox_mAP"]) - float(same[0]["bbox_mAP"]):+.3f} | '
+                f'{_last_validations(r)} | {_last_validations(same[0])} |'
             )
     if not lines:
         return ''
     return '\n\n' + '\n'.join(
-        ['| schedule check | other schedule | this study | difference |', '|---|---|---|---|', *lines]
+        [
+            '| schedule check | other schedule | this study | difference | last validations, other | '
+            'last validations, this study |',
+            '|---|---|---|---|---|---|',
+            *lines,
+        ]
     )
 
 

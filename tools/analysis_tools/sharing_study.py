@@ -16,8 +16,10 @@ peak task loss (max per-iteration task loss after the LR warm-up), and the regul
 weighted ``loss_orth`` when the regulariser is on, and for every run the unweighted ``L_orth`` and
 ``max |B B^T - I|`` of the shared bases and the extreme singular values of each basis, sampled during training.
 A row is appended as soon as a run finishes; runs already in the CSV are skipped on a restart. The summary
-prints mean and standard deviation (over seeds) per cell, writes ``summary.md`` and the PNG (mAP against
-backbone parameters, error bars = one std, one marker per backbone, filled = regulariser on).
+prints mean and standard deviation (over seeds) per cell, writes ``summary_<E>e.md`` and the PNG
+``sharing_study_<E>e.png`` (mAP against backbone parameters, error bars = one std, one marker per backbone,
+filled = regulariser on), one pair per schedule of E epochs, so grids of different schedules can be shown
+side by side; ``--readme`` fills the README block ``sharing-study-<E>e`` likewise.
 """
 
 import argparse
@@ -461,7 +463,7 @@ def _reg_label(cell: Cell) -> str:
     return ' + reg.' if cell.regularizer else ' no reg.'
 
 
-def plot(rows: List[dict], path: str) -> None:
+def plot(rows: List[dict], path: str, epochs: int) -> None:
     """mAP against backbone parameters, error bars = one std over seeds; filled markers = regulariser on."""
     import matplotlib
 
@@ -496,7 +498,7 @@ def plot(rows: List[dict], path: str) -> None:
         )
     ax.set_xlabel('backbone parameters (M)')
     ax.set_ylabel('COCO bbox mAP (shapes val)')
-    ax.set_title('Faster R-CNN from scratch on the shapes data: mean ± std over seeds')
+    ax.set_title(f'Faster R-CNN from scratch on the shapes data, {epochs} epochs: mean ± std over seeds', fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc='best')
     fig.tight_layout()
@@ -542,7 +544,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='also write the summary table into this file between <!-- MARKER:start --> and <!-- MARKER:end -->',
     )
     parser.add_argument(
-        '--readme-marker', default='sharing-study', help='name of the README block to fill (default sharing-study)'
+        '--readme-marker',
+        help='name of the README block to fill (default sharing-study-<E>e, E = the epochs of the grid)',
     )
     parser.add_argument(
         '--work-root',
@@ -639,13 +642,15 @@ def main(argv=None) -> int:
     table = summarize(rows) + schedule_check(rows, others)
     print(table)
     os.makedirs(args.out_dir, exist_ok=True)
-    with open(osp.join(args.out_dir, 'summary.md'), 'w', encoding='utf-8') as f:
+    summary_path = osp.join(args.out_dir, f'summary_{epochs_key}e.md')
+    png_path = osp.join(args.out_dir, f'sharing_study_{epochs_key}e.png')
+    with open(summary_path, 'w', encoding='utf-8') as f:
         f.write(table + '\n')
-    plot(rows, osp.join(args.out_dir, 'sharing_study.png'))
-    print(f'wrote {osp.join(args.out_dir, "summary.md")} and {osp.join(args.out_dir, "sharing_study.png")}')
+    plot(rows, png_path, epochs_key)
+    print(f'wrote {summary_path} and {png_path}')
     if args.readme:
         command = 'python tools/analysis_tools/sharing_study.py ' + ' '.join(argv or sys.argv[1:])
-        update_readme(args.readme, table, command, marker=args.readme_marker)
+        update_readme(args.readme, table, command, marker=args.readme_marker or f'sharing-study-{epochs_key}e')
     return 0
 
 

@@ -107,6 +107,24 @@ def test_bad_arguments_are_refused(capsys):
     assert '--epochs 0 must be >= 1' in capsys.readouterr().err
 
 
+def test_a_readme_without_the_schedules_block_is_refused_before_any_run(tmp_path, capsys):
+    readme = tmp_path / 'README.md'
+    readme.write_text('<!-- sharing-study-24e:start -->\n<!-- sharing-study-24e:end -->\n')
+    out = str(tmp_path / 'study')
+    with pytest.raises(SystemExit):
+        study.main(['--epochs', '12', '--readme', str(readme), '--out-dir', out])
+    err = capsys.readouterr().err
+    assert '<!-- sharing-study-12e:start -->' in err and '--readme-marker' in err
+    assert not osp.exists(out)  # refused before anything ran or was written
+    with pytest.raises(SystemExit):
+        study.main(['--readme', str(tmp_path / 'missing.md')])
+    assert 'missing.md: no such file' in capsys.readouterr().err
+    warm = load_tool('tools/analysis_tools/warm_start_study.py')
+    with pytest.raises(SystemExit):
+        warm.main(['--readme', str(readme), '--summary-only'])
+    assert '<!-- warm-start:start -->' in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_warm_start_study_decomposes_the_plain_run_and_fine_tunes(tmp_path, capsys):
     """A plain run of the study (2 epochs, checkpoint after epoch 1), then its warm start (1 more epoch)."""

@@ -506,7 +506,21 @@ def plot(rows: List[dict], path: str, epochs: int) -> None:
     plt.close(fig)
 
 
-def update_readme(readme: str, table: str, command: str, marker: str = 'sharing-study') -> None:
+def readme_block_problem(readme: str, marker: str) -> Optional[str]:
+    """Why ``readme`` cannot take the generated block ``marker`` (checked before any run), or None."""
+    from mmbasis.utils.misc import replace_marked_block
+
+    if not osp.isfile(readme):
+        return f'--readme {readme}: no such file'
+    with open(readme, encoding='utf-8') as f:
+        try:
+            replace_marked_block(f.read(), marker, '', where=f'--readme {readme}')
+        except ValueError as err:
+            return str(err)
+    return None
+
+
+def update_readme(readme: str, table: str, command: str, marker: str) -> None:
     """Replace the block between ``<!-- {marker}:start -->`` and ``<!-- {marker}:end -->`` of ``readme``."""
     from mmbasis.utils.misc import replace_marked_block
 
@@ -573,6 +587,11 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f'--{name.replace("_", "-")} {value} must be >= 1')
     if any(s < 0 for s in args.seeds) or len(set(args.seeds)) != len(args.seeds):
         parser.error(f'--seeds {args.seeds}: give distinct non-negative integers')
+    if args.readme:
+        args.readme_marker = args.readme_marker or f'sharing-study-{args.epochs or 8}e'
+        problem = readme_block_problem(args.readme, args.readme_marker)
+        if problem:
+            parser.error(f'{problem}; add that block or choose another with --readme-marker')
     return args
 
 
@@ -650,7 +669,7 @@ def main(argv=None) -> int:
     print(f'wrote {summary_path} and {png_path}')
     if args.readme:
         command = 'python tools/analysis_tools/sharing_study.py ' + ' '.join(argv or sys.argv[1:])
-        update_readme(args.readme, table, command, marker=args.readme_marker or f'sharing-study-{epochs_key}e')
+        update_readme(args.readme, table, command, marker=args.readme_marker)
     return 0
 
 

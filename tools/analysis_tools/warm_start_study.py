@@ -189,6 +189,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ('from_epoch', 'epochs', 'val_interval', 'jobs'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1')
+    problem = args.readme and study.readme_block_problem(args.readme, 'warm-start')
+    if problem:
+        parser.error(problem)
     return args
 
 

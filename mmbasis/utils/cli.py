@@ -120,3 +120,43 @@ def shutdown_distributed() -> None:
         gc.collect()  # drop the released DDP wrapper (and its reference to the group) now, not at exit
         torch_dist.barrier()
         torch_dist.destroy_process_group()
+
+
+def add_tile_args(parser: argparse.ArgumentParser) -> None:
+    """The tiling flags of the dataset tools (``mmbasis.datasets.make_tiled_voc``'s arguments, same defaults)."""
+    from mmbasis.datasets.voc_tiles import BELOW_MIN_VISIBLE, TILE_DEFAULTS
+
+    d = TILE_DEFAULTS
+    group = parser.add_argument_group('tiling (an existing folder made with other values is refused)')
+    group.add_argument('--tile-size', type=int, default=d['tile_size'], help='square tile side in pixels (%(default)s)')
+    group.add_argument(
+        '--train-overlap',
+        type=float,
+        default=d['train_overlap'],
+        help='overlap of neighbouring training tiles, fraction of the tile in [0, 1) (%(default)s; validation and '
+        'test tiles never overlap: the last one is padded with black)',
+    )
+    group.add_argument(
+        '--min-visible',
+        type=float,
+        default=d['min_visible'],
+        help='a box cut by a tile border is kept when at least this fraction of its area is in the tile '
+        '(%(default)s); it is clipped and marked truncated',
+    )
+    group.add_argument(
+        '--below-min-visible',
+        choices=BELOW_MIN_VISIBLE,
+        default=d['below_min_visible'],
+        help='what becomes of a cut box with less visible: kept marked difficult (ignored by VOC evaluation) or '
+        'dropped (%(default)s)',
+    )
+    group.add_argument('--jpeg-quality', type=int, default=d['jpeg_quality'], help='JPEG quality 1-100 (%(default)s)')
+    group.add_argument(
+        '--max-tiles', type=int, help='keep only N tiles of each split, spread evenly over it (quick tests)'
+    )
+
+
+def tile_args(args: argparse.Namespace) -> dict:
+    """The ``make_tiled_voc`` keyword arguments of flags added by :func:`add_tile_args`."""
+    keys = ('tile_size', 'train_overlap', 'min_visible', 'below_min_visible', 'jpeg_quality', 'max_tiles')
+    return {k: getattr(args, k) for k in keys}

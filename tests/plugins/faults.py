@@ -9,6 +9,7 @@ import json
 import os
 import resource
 import signal
+import time
 
 import torch
 from mmdet.registry import HOOKS
@@ -141,3 +142,23 @@ class RecordStateHook(Hook):
                 ),
                 f,
             )
+
+
+@HOOKS.register_module()
+class PauseAfterEpochHook(Hook):
+    """After epoch ``at_epoch`` (its checkpoint and ``last_checkpoint`` written: priority below the checkpoint
+    hook's) every rank waits up to ``seconds``; rank 0 first creates ``marker``. A test cancels the job during
+    the wait (``scancel``), so the interruption always lands at the same point of the run. A resumed run starts
+    after ``at_epoch`` and never pauses. Draws no random numbers: the run is otherwise unchanged."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, at_epoch: int, marker: str, seconds: float = 300.0) -> None:
+        self.at_epoch, self.marker, self.seconds = at_epoch, marker, seconds
+
+    def after_train_epoch(self, runner) -> None:
+        if runner.epoch + 1 != self.at_epoch:  # runner.epoch counts the finished epochs only after this hook
+            return
+        if runner.rank == 0:
+            _append(self.marker, dict(epoch=runner.epoch + 1, iter=runner.iter))
+        time.sleep(self.seconds)

@@ -12,6 +12,7 @@ missing and we are root; it returns the reason why not otherwise (the tests skip
 """
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -92,13 +93,14 @@ class LocalSlurm:
         with open(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400), 'wb') as f:
             f.write(os.urandom(1024))
         self.munge_socket = r / 'munge' / 'munge.socket'
-        user = 'root' if os.geteuid() == 0 else os.environ.get('USER') or str(os.geteuid())
+        user = pwd.getpwuid(os.geteuid()).pw_name
         lines = [
             'ClusterName=mmbasistest',
             f'SlurmctldHost={self.node}(127.0.0.1)',
             f'SlurmctldPort={_free_port()}',
             f'SlurmdPort={_free_port()}',
             f'SlurmUser={user}',
+            f'SlurmdUser={user}',  # root normally; a non-root user runs slurmd for its own jobs only
             'AuthType=auth/munge',
             'CredType=cred/munge',
             f'AuthInfo=socket={self.munge_socket}',

@@ -16,8 +16,9 @@ process's ``tools/test.py`` exactly.
 
 The Slurm cluster (tests/test_tools/slurm_cluster.py) is Debian's slurm-wlm and munge, installed with apt-get when
 missing (as root), with all state in a temporary folder; it is shut down at the end of the module, also when a
-test fails. The tests skip, with the reason printed, only where the daemons cannot run at all (not root and
-Slurm missing, or a non-root user whose daemons fail to start).
+test fails. As another user the daemons run as that user (for its own jobs). The tests skip, with the reason
+printed, only where the daemons cannot run at all (Slurm missing and no root to install it, or a non-root user
+whose daemons fail to start).
 """
 
 import os
@@ -322,3 +323,15 @@ def test_slurm_scripts_refuse_bad_arguments(script, tmp_path):
     ]
     assert called[8:12] == ['--time=1:00:00', '--qos=high', 'python', '-u']
     assert called[-3:] == ['--launcher=slurm', '--cfg-options', 'a=1']
+
+
+def test_a_missing_slurm_without_root_is_a_skip_reason(monkeypatch):
+    import tests.test_tools.slurm_cluster as slurm_cluster
+
+    monkeypatch.setattr(slurm_cluster, '_missing_programs', lambda: ['slurmd', 'munged'])
+    monkeypatch.setattr(slurm_cluster.os, 'geteuid', lambda: 1000)
+    reason = slurm_cluster.ensure_slurm_installed()
+    assert reason == (
+        'Slurm is not installed (slurmd, munged missing) and installing it needs root: '
+        'apt-get install slurmctld slurmd slurm-client munge'
+    )

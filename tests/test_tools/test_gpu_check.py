@@ -64,3 +64,41 @@ def test_bad_usage_is_refused(capsys):
     with pytest.raises(SystemExit) as err:
         gpu_check.main(['--gpus', '2'])
     assert err.value.code == 2 and 'unrecognized arguments: --gpus 2' in capsys.readouterr().err
+
+
+def test_summary_notes_read_pytest_and_the_demo_metrics(tmp_path):
+    steps = {s.name: s for s in gpu_check.build_steps(tmp_path)}
+    pytest_out = (
+        'SKIPPED [1] tests/test_engine/test_gpu_distributed.py:126: needs 2 CUDA GPUs; this machine has 1\n'
+        '6 passed, 2 skipped in 95.12s (0:01:35)\n'
+    )
+    note = gpu_check._note(steps['gpu-tests'], pytest_out)
+    assert note.startswith('6 passed, 2 skipped') and 'needs 2 CUDA GPUs; this machine has 1' in note
+    assert gpu_check._note(steps['gpu-tests'], 'ImportError') == 'no pytest summary'
+    log = 'bbox_mAP_copypaste: ...\n12/03 - mmengine - INFO - Epoch(test) [64/64]  coco/bbox_mAP: 0.4120  coco/x: 1\n'
+    assert gpu_check._note(steps['demo-test'], log) == 'bbox mAP 0.4120 after 1 epoch'
+
+
+def test_a_run_summarises_each_step_and_fails_when_one_fails(tmp_path, monkeypatch, capsys):
+    """The orchestration on the CPU: the environment claimed to have CUDA, the four steps replaced by small
+    Python commands (the real ones need a GPU)."""
+    monkeypatch.setattr(gpu_check, 'detect', lambda: dict(cuda_available=True, gpus=['a GPU'], mmcv_ops_cuda='13.0'))
+
+    def steps(work_dir):
+        return [
+            gpu_check.Step('gpu-tests', ['-c', "print('3 passed, 1 skipped in 1.00s')"], 60, str),
+            gpu_check.Step('demo-train', ['-c', "import sys; print('diverged'); sys.exit(3)"], 60, str),
+            gpu_check.Step('demo-test', ['-c', "print('never run')"], 60, str),
+            gpu_check.Step('benchmark', ['-c', "print('row\\n| ours | theirs | mode |\\n| x | y | train |')"], 60, str),
+        ]
+
+    monkeypatch.setattr(gpu_check, 'build_steps', steps)
+    assert gpu_check.main(['--work-dir', str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    summary = out.split('==== summary ====')[1]
+    assert 'gpu-tests   passed' in summary and '3 passed, 1 skipped' in summary
+    assert 'demo-train  failed (exit 3)' in summary and 'diverged' in summary
+    assert 'demo-test   skipped: demo-train failed, no checkpoint to evaluate' in summary
+    assert 'benchmark   passed' in summary and 'within the 600 s budget' in summary
+    assert summary.rstrip().endswith('| ours | theirs | mode |\n| x | y | train |')
+    assert (tmp_path / 'demo-train.log').read_text() == 'diverged\n'

@@ -168,7 +168,7 @@ def _run(step: Step, log: Path) -> tuple:
 def _note(step: Step, out: str) -> str:
     """The one fact of a step's output worth a summary line."""
     if step.name == 'gpu-tests':
-        counts = re.findall(r'^=+ (.*(?:passed|failed|skipped|error).*?) in [\d.]+s', out, re.M)
+        counts = re.findall(r'^(?:=+ )?(\d+ (?:passed|failed|skipped|deselected|error).*?) in [\d.]+s', out, re.M)
         skips = [line for line in out.splitlines() if line.startswith('SKIPPED')]
         return (counts[-1] if counts else 'no pytest summary') + ''.join(f'\n      {s}' for s in skips)
     if step.name == 'demo-test':

@@ -1,5 +1,7 @@
 """Distributed set-up and tear-down of the command-line tools (mmbasis/utils/cli.py)."""
 
+import os
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -76,13 +78,14 @@ def test_setup_cpu_distributed_for_a_slurm_task(tmp_path, monkeypatch):
     from tests.helpers import free_port
 
     monkeypatch.setenv('MASTER_PORT', free_port())
-    for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK'):
-        monkeypatch.delenv(k, raising=False)
+    for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK'):  # recorded, so that what setup_cpu_distributed sets is undone
+        monkeypatch.setenv(k, 'overwritten')
     cfg = Config(dict(launcher='slurm'))
     try:
         assert setup_cpu_distributed(cfg)
         assert dist.is_initialized() and dist.get_backend() == 'gloo' and dist.get_world_size() == 1
         assert cfg.env_cfg.dist_cfg.backend == 'gloo' and cfg.model_wrapper_cfg.device_ids is None
+        assert (os.environ['RANK'], os.environ['WORLD_SIZE'], os.environ['LOCAL_RANK']) == ('0', '1', '0')
     finally:
         shutdown_distributed()
     assert not setup_cpu_distributed(Config(dict(launcher='none')))

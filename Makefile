@@ -2,7 +2,7 @@
 # (tools/bootstrap.sh), which installs nothing when the environment is already complete.
 PY := .venv/bin/python
 
-.PHONY: env demo lint test
+.PHONY: env demo lint test gpu-check
 env:
 	@bash tools/bootstrap.sh
 
@@ -15,3 +15,8 @@ lint: env
 
 test: lint
 	@$(PY) -m pytest tests
+
+# the GPU acceptance check (docs/cluster.md): sets up .venv with CUDA ops, runs everything that needs CUDA and prints
+# one summary; `bash tools/gpu_check.sh --dry-run` only checks its command lines (tests/test_tools/test_gpu_check.py)
+gpu-check:
+	@bash tools/gpu_check.sh

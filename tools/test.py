@@ -131,7 +131,7 @@ def main(argv=None) -> None:
     if args.deploy:  # after the runner has loaded the checkpoint (SwitchToDeployHook)
         hook = dict(type='SwitchToDeployHook', calibrate_shape=args.calibrate)
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [hook]
-    setup_cpu_distributed(cfg)  # --launcher pytorch without a GPU: gloo + CPU DDP
+    setup_cpu_distributed(cfg)  # --launcher pytorch/slurm without a GPU: gloo + CPU DDP
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))

@@ -60,7 +60,7 @@ def main(argv=None) -> None:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    setup_cpu_distributed(cfg)  # --launcher pytorch without a GPU: gloo + CPU DDP
+    setup_cpu_distributed(cfg)  # --launcher pytorch/slurm without a GPU: gloo + CPU DDP
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     try:
         runner.train()

@@ -8,6 +8,7 @@ import argparse
 import gc
 import os
 import os.path as osp
+import subprocess
 from datetime import timedelta
 from typing import Optional
 
@@ -74,25 +75,67 @@ def load_config(
     return cfg
 
 
-def setup_cpu_distributed(cfg: Config) -> bool:
-    """Make ``--launcher pytorch`` work on a machine without CUDA (gloo instead of nccl); no-op otherwise.
+def slurm_environment() -> dict:
+    """The ``torch.distributed`` environment of a task started by ``srun``, as mmengine's slurm launcher derives it.
 
-    mmengine 0.10.7 always calls ``torch.cuda.set_device`` when it initialises a ``pytorch`` launch and wraps
-    the model in DDP with ``device_ids=[LOCAL_RANK]``; both fail without a GPU. Here the process group is
-    initialised with gloo from torchrun's environment (mmengine then skips its own initialisation) and the
-    wrapper gets ``device_ids=None`` (CPU DDP). Returns True when it did so.
+    ``RANK`` = ``SLURM_PROCID``, ``WORLD_SIZE`` = ``SLURM_NTASKS``, ``LOCAL_RANK`` = ``SLURM_LOCALID``;
+    ``MASTER_PORT`` and ``MASTER_ADDR`` are kept when set, else 29500 and the first host of ``SLURM_NODELIST``
+    (``scontrol show hostnames``). Raises ``SystemExit`` naming what is missing.
     """
-    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+    missing = [k for k in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST') if k not in os.environ]
+    if missing:
+        raise SystemExit(
+            f'error: --launcher slurm needs the environment srun sets ({", ".join(missing)} missing): '
+            'start with tools/slurm_train.sh / tools/slurm_test.sh or srun'
+        )
+    env = dict(
+        RANK=os.environ['SLURM_PROCID'],
+        WORLD_SIZE=os.environ['SLURM_NTASKS'],
+        LOCAL_RANK=os.environ.get('SLURM_LOCALID', '0'),
+        MASTER_PORT=os.environ.get('MASTER_PORT', '29500'),
+    )
+    if 'MASTER_ADDR' in os.environ:
+        env['MASTER_ADDR'] = os.environ['MASTER_ADDR']
+    else:
+        nodes = os.environ['SLURM_NODELIST']
+        try:
+            proc = subprocess.run(['scontrol', 'show', 'hostnames', nodes], capture_output=True, text=True, timeout=60)
+        except OSError as e:
+            raise SystemExit(
+                f'error: cannot run scontrol to find the first node of {nodes!r} ({e}); set MASTER_ADDR'
+            ) from None
+        hosts = proc.stdout.split()
+        if proc.returncode != 0 or not hosts:
+            raise SystemExit(
+                f'error: `scontrol show hostnames {nodes}` failed ({proc.stderr.strip()!r}); set MASTER_ADDR'
+            )
+        env['MASTER_ADDR'] = hosts[0]
+    return env
+
+
+def setup_cpu_distributed(cfg: Config) -> bool:
+    """Make ``--launcher pytorch`` / ``slurm`` work on a machine without CUDA (gloo instead of nccl); no-op otherwise.
+
+    mmengine 0.10.7 always calls ``torch.cuda.set_device`` when it initialises a ``pytorch`` or ``slurm`` launch
+    and wraps the model in DDP with ``device_ids=[LOCAL_RANK]``; both fail without a GPU. Here the process group
+    is initialised with gloo from torchrun's environment (or, for slurm, from srun's: :func:`slurm_environment`,
+    exported like mmengine does) and mmengine then skips its own initialisation; the wrapper gets
+    ``device_ids=None`` (CPU DDP). Returns True when it did so.
+    """
+    launcher = cfg.get('launcher', 'none')
+    if launcher not in ('pytorch', 'slurm') or torch.cuda.is_available():
         return False
+    if launcher == 'slurm':
+        os.environ.update(slurm_environment())
     missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
     if missing:
         raise SystemExit(
             f'error: --launcher pytorch needs the environment torchrun sets ({", ".join(missing)} '
             'missing): start with tools/dist_train.sh / tools/dist_test.sh or torchrun'
         )
-    env_cfg = cfg.setdefault('env_cfg', {})
-    dist_cfg = env_cfg.setdefault('dist_cfg', {})
-    dist_cfg['backend'] = 'gloo'
+    # assigned back: ``Config.setdefault`` returns a plain dict that a missing ``env_cfg`` is not stored as
+    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}), backend='gloo')
+    cfg.env_cfg = dict(cfg.get('env_cfg', {}), dist_cfg=dist_cfg)
     if not torch_dist.is_initialized():
         timeout = dist_cfg.get('timeout')
         torch_dist.init_process_group(

@@ -9,6 +9,7 @@ import json
 import os
 import resource
 import signal
+import time
 
 import torch
 from mmdet.registry import HOOKS
@@ -141,3 +142,71 @@ class RecordStateHook(Hook):
                 ),
                 f,
             )
+
+
+@HOOKS.register_module()
+class PauseAfterEpochHook(Hook):
+    """After epoch ``at_epoch`` (its checkpoint and ``last_checkpoint`` written: priority below the checkpoint
+    hook's) every rank waits up to ``seconds``; rank 0 first creates ``marker``. A test cancels the job during
+    the wait (``scancel``), so the interruption always lands at the same point of the run. A resumed run starts
+    after ``at_epoch`` and never pauses. Draws no random numbers: the run is otherwise unchanged."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, at_epoch: int, marker: str, seconds: float = 300.0) -> None:
+        self.at_epoch, self.marker, self.seconds = at_epoch, marker, seconds
+
+    def after_train_epoch(self, runner) -> None:
+        if runner.epoch + 1 != self.at_epoch:  # runner.epoch counts the finished epochs only after this hook
+            return
+        if runner.rank == 0:
+            _append(self.marker, dict(epoch=runner.epoch + 1, iter=runner.iter))
+        time.sleep(self.seconds)
+
+
+@HOOKS.register_module()
+class RecordLossDtypesHook(Hook):
+    """Appends ``{"iter": i, "dtypes": {name: dtype}, "finite": bool}`` for the loss dict of every training
+    forward (inside autocast under ``--amp``) to ``path``. Priority 56: its forward hook sees the output after the
+    regulariser's (50) has added ``loss_orth``."""
+
+    priority = 56
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def before_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+        def record(module, args, kwargs, output):
+            if kwargs.get('mode') == 'loss':
+                tensors = {k: v for k, v in output.items() if torch.is_tensor(v)}
+                _append(
+                    self.path,
+                    dict(
+                        iter=runner.iter + 1,
+                        dtypes={k: str(v.dtype) for k, v in tensors.items()},
+                        finite=all(bool(torch.isfinite(v).all()) for v in tensors.values()),
+                    ),
+                )
+            return output
+
+        model.register_forward_hook(record, with_kwargs=True)
+
+
+@HOOKS.register_module()
+class RecordNormTypesHook(Hook):
+    """Writes ``{"backbone_norms": [class names]}`` of the backbone's normalisation layers, as the model trains
+    them (after the runner built and wrapped it), to ``path`` (rank 0)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def before_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        names = {
+            type(m).__name__ for m in model.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)
+        }
+        if runner.rank == 0:
+            with open(self.path, 'w', encoding='utf-8') as f:
+                json.dump(dict(backbone_norms=sorted(names)), f)

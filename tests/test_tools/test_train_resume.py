@@ -104,6 +104,11 @@ def test_test_tool_evaluates_dumps_and_flips(trained, tmp_path, tool):
             [DEMO_CONFIG, '--launcher', 'pytorch'] if not torch.cuda.is_available() else ['configs/nope.py'],
             'torchrun|does not exist',
         ),
+        (
+            'tools/train.py',
+            [DEMO_CONFIG, '--launcher', 'slurm'] if not torch.cuda.is_available() else ['configs/nope.py'],
+            'the environment srun sets|does not exist',
+        ),
     ],
 )
 def test_tools_reject_bad_arguments(tool, argv, match):

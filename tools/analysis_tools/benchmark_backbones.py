@@ -2,7 +2,8 @@
 
     python tools/analysis_tools/benchmark_backbones.py [--models NAME ...] [--device cpu|cuda] [--batch 2]
         [--size 320] [--threads 2] [--reps 10] [--warmup 2] [--csv FILE]
-    python tools/analysis_tools/benchmark_backbones.py --detectors CONFIG [CONFIG ...] [--iters 5] ...
+    python tools/analysis_tools/benchmark_backbones.py [--detectors CONFIG ...]
+        [--trained OURS_CONFIG OURS_CKPT PLAIN_CONFIG PLAIN_CKPT ...] [--iters 5] ...
     python tools/analysis_tools/benchmark_backbones.py --layers [--models NAME ...] ...
 
 Backbone mode (default): every paper model (``mmbasis.paper_models``) is paired with its plain counterpart
@@ -13,7 +14,11 @@ theirs, ours, ...) after ``--warmup`` untimed calls, so that a load change on th
 the table gives the medians and the ratio ours/theirs of the medians, with the range of the per-repetition
 ratios in brackets. Modes:
 
-* ``train``: one training step (forward, sum of the outputs, backward; gradients cleared between steps);
+* ``train``: one training step (forward, sum of the outputs, backward; gradients cleared between steps); ours
+  with the orthogonality regulariser exactly as every config of ours enables it (``REGULARISER``: loss_weight 10,
+  pooling ``paper``, ``orth_max_err`` logged), unless ``--no-regulariser``. The regulariser alone (its
+  ``loss_orth`` forward and backward, what the hook adds to a step) is timed as a third function of the same
+  interleaved run; the notes give its median and its share of ours' median step;
 * ``eval``: inference in eval mode; ``deploy``: ours after ``switch_to_deploy()`` against theirs with its
   BatchNorms folded into the convolutions (mmcv's ``fuse_conv_bn``);
 * ``deploy-cal``: as ``deploy``, ours with each factorised conv's form chosen by timing both at the benchmark's
@@ -25,14 +30,19 @@ counts once) at the benchmark's input size, the size of the saved ``state_dict``
 in brackets for ours) and the peak memory of a training step (CUDA: ``max_memory_allocated``; CPU: the peak of
 the allocations the torch profiler records during the step, parameters included).
 
-Detector mode (``--detectors``): each config of ours against the same config with its backbone replaced by
-the plain counterpart (``init_cfg`` dropped, nothing else changed), timing ``--iters`` training iterations
-(``det-train``: loss + backward on mmdet's ``demo_mm_inputs``), the network's forward pass without
-post-processing (``det-forward``: mmdet's ``tensor`` mode) and inference (``det-infer``: ``predict``, with
-post-processing) the same interleaved way. The two detectors are untrained, so the work of their NMS and
-RoIAlign would depend on their random scores and box offsets: their heads' parameters are set to zero on both
-sides, so that both propose the same boxes with the same scores (the heads' arithmetic is unchanged), and the
-RPN's proposal NMS keeps every proposal (IoU threshold 1.0) on both sides.
+Detector mode (``--detectors`` and/or ``--trained``; ``bench_detectors.py`` builds the pairs), each detector of
+ours against one that differs only in the backbone, ``--iters`` interleaved iterations:
+
+* ``--detectors CONFIG``: untrained, the config against itself with the plain counterpart backbone, heads zeroed
+  on both sides so that both do the same work after the backbone. ``det-train``: loss + backward on mmdet's
+  ``demo_mm_inputs`` (``--batch`` images of ``--size``), ours with its config's regulariser hook, the regulariser
+  alone timed in the same run; ``det-forward-zeroed``: the network (mmdet's ``tensor`` mode) at the configured
+  proposal count. No inference mode: zeroed heads score every class alike, so no final NMS represents a trained
+  detector's;
+* ``--trained OURS_CONFIG OURS_CKPT PLAIN_CONFIG PLAIN_CKPT``: two trained twins on the first ``--batch``
+  validation images of our config's dataset (its test pipeline decides the input size), so that RPN, RoI head
+  and final NMS do their real work. ``det-forward``: ``tensor`` mode; ``det-infer``: ``predict`` with
+  post-processing; the notes give the detections per image that pass the score threshold on each side.
 
 Layer mode (``--layers``): where the time goes. For each distinct factorised convolution of the models (one per
 stage of repeated blocks), a training step of basis -> BN -> coefficients -> BN against the plain k x k conv -> BN
@@ -49,13 +59,16 @@ import argparse
 import copy
 import csv
 import io
+import math
 import os
 import statistics
 import sys
 import time
+from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.config import DictAction
 from torch import nn
 
 MODES = ('train', 'eval', 'deploy', 'deploy-cal', 'onnx')
@@ -102,13 +115,50 @@ def _outputs_sum(outputs) -> torch.Tensor:
     return sum(o.float().mean() for o in outs)
 
 
-def train_step_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+#: The regulariser as every config of ours enables it (``custom_hooks``); the backbone mode adds exactly this.
+REGULARISER = dict(type='OrthogonalityRegularizerHook', loss_weight=10.0)
+
+
+def regulariser_for(model: nn.Module, hook_cfg: Optional[dict] = REGULARISER):
+    """``(hook, groups)``: the configured ``OrthogonalityRegularizerHook`` and ``model``'s basis groups (the
+    trainable ones, as the hook takes them), or ``(None, [])`` for a model without shared bases or no ``hook_cfg``."""
+    get_groups = getattr(model, 'basis_groups', None)
+    if hook_cfg is None or not callable(get_groups):
+        return None, []
+    from mmdet.registry import HOOKS
+
+    import mmbasis  # noqa: F401  (registers the hook)
+
+    groups = [g for g in get_groups() if any(p.requires_grad for _, p in g.shared)]
+    return (HOOKS.build(copy.deepcopy(hook_cfg)), groups) if groups else (None, [])
+
+
+def regulariser_step_fn(hook, groups) -> Callable[[], None]:
+    """The regulariser alone, as one training step pays for it: ``loss_orth`` (and the logged diagnostic) forward
+    and backward into the bases' gradients."""
+    params = [p for g in groups for _, p in (*g.shared, *g.unique)]
+
+    def step():
+        for p in params:
+            p.grad = None
+        hook.loss_terms(groups)['loss_orth'].backward()
+
+    return step
+
+
+def train_step_fn(model: nn.Module, x: torch.Tensor, regulariser=(None, [])) -> Callable[[], None]:
+    """One training step: forward, sum of the outputs (plus the regulariser's ``loss_orth`` when ``regulariser`` =
+    ``(hook, groups)`` of :func:`regulariser_for`), backward; gradients cleared first."""
     model.train()
+    hook, groups = regulariser
 
     def step():
         for p in model.parameters():
             p.grad = None
-        _outputs_sum(model(x)).backward()
+        loss = _outputs_sum(model(x))
+        if hook is not None:
+            loss = loss + hook.loss_terms(groups)['loss_orth']
+        loss.backward()
 
     return step
 
@@ -155,9 +205,9 @@ def time_interleaved(
     return times
 
 
-def peak_train_memory(model: nn.Module, x: torch.Tensor, device: torch.device) -> float:
+def peak_train_memory(model: nn.Module, x: torch.Tensor, device: torch.device, regulariser=(None, [])) -> float:
     """Peak bytes allocated during one training step (parameters and their gradients included)."""
-    step = train_step_fn(model, x)
+    step = train_step_fn(model, x, regulariser)
     step()  # warm-up; then the gradients are released before the measured step, as zero_grad(set_to_none) does
     for p in model.parameters():
         p.grad = None
@@ -215,10 +265,15 @@ def deploy_form(model: nn.Module, ours: bool, calibrate_on: Optional[torch.Tenso
     return fuse_conv_bn(model)
 
 
-def summarize_times(ours: List[float], theirs: List[float]) -> Dict[str, float]:
+def summarize_times(ours: List[float], theirs: List[float], reg: Optional[List[float]] = None) -> Dict[str, float]:
+    """Medians (ms), ratio ours/theirs of the medians and the range of the per-repetition ratios; with ``reg`` (the
+    regulariser alone, timed in the same interleaved run) also its median and its share of ours' median."""
     ratios = [a / b for a, b in zip(ours, theirs)]
     med_o, med_t = statistics.median(ours), statistics.median(theirs)
-    return dict(ours_ms=1e3 * med_o, theirs_ms=1e3 * med_t, ratio=med_o / med_t, lo=min(ratios), hi=max(ratios))
+    out = dict(ours_ms=1e3 * med_o, theirs_ms=1e3 * med_t, ratio=med_o / med_t, lo=min(ratios), hi=max(ratios))
+    if reg:
+        out.update(reg_ms=1e3 * statistics.median(reg), reg_share=statistics.median(reg) / med_o)
+    return out
 
 
 def bench_pair(
@@ -227,6 +282,7 @@ def bench_pair(
     """Per-mode timings of one pair, and the static measures of both models."""
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     ours, theirs = build_backbone(ours_cfg).to(device), build_backbone(theirs_cfg).to(device)
+    regs = {'ours': regulariser_for(ours, args.regulariser), 'theirs': regulariser_for(theirs, args.regulariser)}
     static = {}
     for key, model, is_ours in (('ours', ours, True), ('theirs', theirs, False)):
         dep = deploy_form(model, is_ours)
@@ -236,13 +292,17 @@ def bench_pair(
             deploy_gmacs=macs(dep, x) / 1e9,
             ckpt_mb=state_dict_bytes(model) / 2**20,
             deploy_ckpt_mb=state_dict_bytes(dep) / 2**20,
-            peak_mb=peak_train_memory(model, x, device) / 2**20 if 'train' in args.modes else float('nan'),
+            peak_mb=peak_train_memory(model, x, device, regs[key]) / 2**20 if 'train' in args.modes else math.nan,
         )
     timings = {}
     for mode in args.modes:
-        if mode == 'train':
-            fns = [train_step_fn(ours, x), train_step_fn(theirs, x)]
-        elif mode == 'eval':
+        if mode == 'train':  # the regulariser as configured, and (third) the regulariser alone, interleaved
+            fns = [train_step_fn(ours, x, regs['ours']), train_step_fn(theirs, x, regs['theirs'])]
+            if regs['ours'][0] is not None:
+                fns.append(regulariser_step_fn(*regs['ours']))
+            timings[mode] = summarize_times(*time_interleaved(fns, args.reps, args.warmup, device))
+            continue
+        if mode == 'eval':
             fns = [infer_fn(ours, x), infer_fn(theirs, x)]
         elif mode == 'deploy':
             fns = [infer_fn(deploy_form(ours, True), x), infer_fn(deploy_form(theirs, False), x)]
@@ -257,7 +317,7 @@ def bench_pair(
         timings[mode] = summarize_times(t_ours, t_theirs)
     if args.profile:
         for who, model in (('ours', ours), ('theirs', theirs)):
-            static[who]['profile'] = op_profile(train_step_fn(model, x), args.profile)
+            static[who]['profile'] = op_profile(train_step_fn(model, x, regs[who]), args.profile)
     return timings, static
 
 
@@ -365,96 +425,32 @@ def layer_table(rows: List[dict]) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------------------ detectors
-def detector_pair(config: str):
-    """Our detector of ``config`` and the same detector with the plain counterpart backbone."""
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    from mmengine.registry import init_default_scope
+def _detector_module():
+    """``bench_detectors.py`` beside this tool (the detector pairs and the functions timed in detector mode)."""
+    import importlib.util
 
-    import mmbasis  # noqa: F401
-    from mmbasis.paper_models import plain_counterpart
-    from mmbasis.utils.cli import read_config
-
-    register_all_modules(init_default_scope=False)
-    cfg = read_config(config)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    # The RPN's proposal NMS keeps every proposal (IoU threshold 1.0, both sides): with the zeroed heads below it
-    # would drop the same anchors on both sides anyway; this fixes the count at the configured maximum.
-    for stage in ('train_cfg', 'test_cfg'):
-        for key in ('rpn_proposal', 'rpn'):
-            nms = (cfg.model.get(stage) or {}).get(key, {}).get('nms')
-            if isinstance(nms, dict):
-                nms['iou_threshold'] = 1.0
-    models = []
-    for backbone in (cfg.model.backbone, plain_counterpart(cfg.model.backbone)):
-        model_cfg = copy.deepcopy(cfg.model)
-        model_cfg.backbone = {k: v for k, v in dict(backbone).items() if k != 'init_cfg'}
-        torch.manual_seed(0)
-        model = MODELS.build(model_cfg)
-        # Untrained detectors: how many proposals and boxes survive NMS, and where they lie (RoIAlign's work per
-        # RoI depends on the FPN level a box maps to), depends on their random scores and offsets. With every head
-        # parameter zero, both sides propose the same boxes (the anchors) with the same scores, so the work after
-        # the backbone is the same; the heads' arithmetic is unchanged.
-        for name in ('rpn_head', 'roi_head', 'bbox_head'):
-            head = getattr(model, name, None)
-            if head is not None:
-                for p in head.parameters():
-                    nn.init.zeros_(p)
-        models.append(model)
-    return models, cfg
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'bench_detectors.py')
+    spec = importlib.util.spec_from_file_location('mmbasis_bench_detectors', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def bench_detectors(config: str, args: argparse.Namespace, device: torch.device) -> Dict[str, dict]:
-    from mmdet.testing import demo_mm_inputs
-
-    (ours, theirs), cfg = detector_pair(config)
-    num_classes = _num_classes(cfg.model)
-    torch.manual_seed(0)
-    packed = demo_mm_inputs(
-        batch_size=args.batch, image_shapes=[(3, args.size, args.size)] * args.batch, num_classes=num_classes
-    )
-    fns_train, fns_forward, fns_infer = [], [], []
-    for model in (ours, theirs):
-        model.to(device)
-        data = model.data_preprocessor(packed, True)
-        data_eval = model.data_preprocessor(packed, False)
-
-        def train_iter(model=model, data=data):
-            model.train()
-            for p in model.parameters():
-                p.grad = None
-            losses = model.loss(data['inputs'], data['data_samples'])
-            sum(v.sum() if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if 'loss' in k).backward()
-
-        def forward(model=model, data=data_eval):
-            model.eval()
-            with torch.no_grad():
-                model._forward(data['inputs'], data['data_samples'])
-
-        def infer(model=model, data=data_eval):
-            model.eval()
-            with torch.no_grad():
-                model.predict(data['inputs'], data['data_samples'])
-
-        fns_train.append(train_iter)
-        fns_forward.append(forward)
-        fns_infer.append(infer)
-    out = {}
-    for mode, fns in (('det-train', fns_train), ('det-forward', fns_forward), ('det-infer', fns_infer)):
-        t_ours, t_theirs = time_interleaved(fns, args.iters, args.warmup, device)
-        out[mode] = summarize_times(t_ours, t_theirs)
-    return out
-
-
-def _num_classes(model_cfg) -> int:
-    for key in ('roi_head', 'bbox_head'):
-        head = model_cfg.get(key)
-        if head is None:
-            continue
-        head = head.get('bbox_head', head)
-        if isinstance(head, dict) and 'num_classes' in head:
-            return int(head['num_classes'])
-    return 80
+def bench_detectors(args: argparse.Namespace, device: torch.device) -> List[Tuple[str, str, str, dict]]:
+    """``(ours, theirs, mode, timings and notes)`` for every ``--detectors`` config and ``--trained`` pair."""
+    det = _detector_module()
+    jobs = [(c, 'plain backbone', partial(det.untrained_fns, c, args.batch, args.size)) for c in args.detectors or ()]
+    jobs += [(s[0], os.path.basename(s[2]), partial(det.trained_fns, s, args.batch)) for s in args.trained or ()]
+    rows = []
+    for config, theirs, build in jobs:
+        try:
+            modes = build(device=device, cfg_options=args.cfg_options)
+        except det.BenchError as err:
+            raise SystemExit(f'error: {err}') from None
+        for mode, job in modes.items():
+            t = summarize_times(*time_interleaved(job['fns'], args.iters, args.warmup, device))
+            rows.append((os.path.basename(config), theirs, mode, {**t, **job['notes']}))
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------ command line
@@ -464,7 +460,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--models', nargs='+', default=list(PAPER_MODEL_NAMES), metavar='NAME')
     parser.add_argument('--modes', nargs='+', default=list(MODES), choices=MODES)
-    parser.add_argument('--detectors', nargs='+', metavar='CONFIG', help='detector mode: configs of ours to time')
+    parser.add_argument(
+        '--detectors',
+        nargs='+',
+        metavar='CONFIG',
+        help='detector mode, untrained: configs of ours against the same config with the plain backbone, heads '
+        'zeroed on both sides (det-train with the configured regulariser, det-forward-zeroed)',
+    )
+    parser.add_argument(
+        '--trained',
+        nargs=4,
+        action='append',
+        metavar=('OURS_CONFIG', 'OURS_CKPT', 'PLAIN_CONFIG', 'PLAIN_CKPT'),
+        help='detector mode, trained (repeatable): our trained detector against its trained plain twin (configs '
+        "equal apart from the backbone) on --batch validation images of our config's dataset (det-forward, "
+        'det-infer with the final NMS)',
+    )
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='detector mode: overrides of every detector config (mmengine key=value syntax)',
+    )
+    parser.add_argument(
+        '--no-regulariser',
+        dest='regulariser',
+        action='store_const',
+        const=None,
+        default=REGULARISER,
+        help="backbone mode: time ours' training step without the orthogonality regulariser (default: with it, "
+        'as every config of ours enables it: loss_weight 10, pooling paper)',
+    )
     parser.add_argument(
         '--layers',
         action='store_true',
@@ -516,18 +542,35 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--device must be 'cpu' or 'cuda[:N]', got {args.device!r}")
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         parser.error(f'--device {args.device}: torch sees no CUDA device on this machine')
-    if args.layers and args.detectors:
-        parser.error('--layers and --detectors are separate modes: use one of them')
+    args.detector_mode = bool(args.detectors or args.trained)
+    if args.layers and args.detector_mode:
+        parser.error('--layers and --detectors/--trained are separate modes: use one of them')
     for config in args.detectors or ():
         if not os.path.isfile(config):
             parser.error(f'--detectors: no such config file: {config}')
+    for ours_cfg, ours_ckpt, plain_cfg, plain_ckpt in args.trained or ():
+        for config in (ours_cfg, plain_cfg):
+            if not os.path.isfile(config):
+                parser.error(f'--trained: no such config file: {config}')
+        for config, ckpt in ((ours_cfg, ours_ckpt), (plain_cfg, plain_ckpt)):
+            if not os.path.isfile(ckpt):
+                parser.error(
+                    f'--trained: no such checkpoint: {ckpt} (the trained weights of {config}; train it first, e.g. '
+                    f'python tools/train.py {config} --work-dir DIR, then give DIR/epoch_N.pth)'
+                )
     return args
 
 
 def _row_text(label: str, theirs: str, mode: str, t: dict) -> str:
+    notes = []
+    if 'reg_ms' in t:
+        notes.append(f'regulariser {t["reg_ms"]:.1f} ms = {100 * t["reg_share"]:.1f} % of ours')
+    if 'ours_dets' in t:
+        thr = t['score_thr']
+        notes.append(f'detections/image with score ≥ {thr:g}: ours {t["ours_dets"]:.1f}, theirs {t["theirs_dets"]:.1f}')
     return (
         f'| {label} | {theirs} | {mode} | {t["ours_ms"]:.1f} | {t["theirs_ms"]:.1f} | '
-        f'{t["ratio"]:.2f}x [{t["lo"]:.2f}, {t["hi"]:.2f}] |'
+        f'{t["ratio"]:.2f}x [{t["lo"]:.2f}, {t["hi"]:.2f}] | {"; ".join(notes) or "-"} |'
     )
 
 
@@ -536,14 +579,18 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    reps = f'iterations {args.iters}' if args.detectors else f'reps {args.reps}'
+    reps = f'iterations {args.iters}' if args.detector_mode else f'reps {args.reps}'
     header = (
         f'device {device}, threads {torch.get_num_threads()}, batch {args.batch}, input {args.size}x{args.size}, '
         f'{reps}, warm-up {args.warmup}, torch {torch.__version__}, {time.strftime("%Y-%m-%d")}'
+        + ("; --trained pairs: validation images at their test pipeline's size" if args.trained else '')
     )
     print(f'benchmark: {header}')
     rows: List[dict] = []
-    times_lines = ['| ours | theirs | mode | ours ms | theirs ms | ratio [range] |', '|---|---|---|---|---|---|']
+    times_lines = [
+        '| ours | theirs | mode | ours ms | theirs ms | ratio [range] | notes |',
+        '|---|---|---|---|---|---|---|',
+    ]
     static_lines = [
         '| model | params (M) | GMACs | deploy GMACs | state_dict MB (deploy) | train peak MB |',
         '|---|---|---|---|---|---|',
@@ -561,13 +608,11 @@ def main(argv=None) -> int:
             for line in layer_table(layer_rows)[2:]:
                 print(line, flush=True)
         times_lines = layer_table(rows)
-    elif args.detectors:
-        for config in args.detectors:
-            name = os.path.basename(config)
-            for mode, t in bench_detectors(config, args, device).items():
-                times_lines.append(_row_text(name, 'plain backbone', mode, t))
-                rows.append(dict(ours=name, theirs='plain backbone', mode=mode, **t))
-                print(times_lines[-1], flush=True)
+    elif args.detector_mode:
+        for ours, theirs, mode, t in bench_detectors(args, device):
+            times_lines.append(_row_text(ours, theirs, mode, t))
+            rows.append(dict(ours=ours, theirs=theirs, mode=mode, **t))
+            print(times_lines[-1], flush=True)
     else:
         for label, ours_cfg, their_label, theirs_cfg in pairs_for(args.models):
             timings, static = bench_pair(ours_cfg, theirs_cfg, args, device)
@@ -615,7 +660,7 @@ def main(argv=None) -> int:
         with open(args.readme, encoding='utf-8') as f:
             text = f.read()
         body = f'{header}\n\n{report}\n\n(generated by `{command}`)'
-        marker = 'benchmark' + ('-detectors' if args.detectors else '-layers' if args.layers else '')
+        marker = 'benchmark' + ('-detectors' if args.detector_mode else '-layers' if args.layers else '')
         text = replace_marked_block(text, marker, body, args.readme)
         with open(args.readme, 'w', encoding='utf-8') as f:
             f.write(text)

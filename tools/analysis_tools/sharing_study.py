@@ -16,7 +16,9 @@ peak task loss (max per-iteration task loss after the LR warm-up), and the regul
 weighted ``loss_orth`` when the regulariser is on, and for every run the unweighted ``L_orth`` and
 ``max |B B^T - I|`` of the shared bases and the extreme singular values of each basis, sampled during training.
 A row is appended as soon as a run finishes; runs already in the CSV are skipped on a restart. The summary
-prints mean and standard deviation (over seeds) per cell, writes ``summary_<E>e.md`` and the PNG
+prints mean and standard deviation (over seeds) per cell and the study's comparisons (``study_stats.py``: mean
+difference with its 95 % Welch interval, Hedges' g, raw and Holm-adjusted p over the table's comparisons, the
+reading the adjusted p allows), writes ``summary_<E>e.md`` and the PNG
 ``sharing_study_<E>e.png`` (mAP against backbone parameters, error bars = one std, one marker per backbone,
 filled = regulariser on), one pair per schedule of E epochs, so grids of different schedules can be shown
 side by side; ``--readme`` fills the README block ``sharing-study-<E>e`` likewise.
@@ -24,8 +26,8 @@ side by side; ``--readme`` fills the README block ``sharing-study-<E>e`` likewis
 
 import argparse
 import csv
+import importlib.util
 import json
-import math
 import os
 import os.path as osp
 import statistics
@@ -37,6 +39,11 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location(
+    'mmbasis_study_stats', osp.join(osp.dirname(osp.abspath(__file__)), 'study_stats.py')
+)
+stats = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stats)
 REG_HOOK = 'OrthogonalityRegularizerHook'
 
 
@@ -430,31 +437,22 @@ COMPARISONS = (
 
 
 def compare(rows: List[dict], metric: str = 'bbox_mAP') -> List[str]:
-    """One line per comparison: difference of the mean mAPs, Welch's t-test over the seeds, and the reading it
-    allows (p < 0.05: larger than seed noise; otherwise within it). Generated, so that no number is typed by hand."""
-    from scipy import stats
-
-    lines = ['| comparison | Δ bbox mAP (mean) | seeds | Welch t | p | reading |', '|---|---|---|---|---|---|']
+    """The table of :data:`COMPARISONS` (``study_stats.comparison_table``): per comparison the mean difference with
+    its 95 % Welch interval, Hedges' g, Welch's t and p, p Holm-adjusted over the comparisons of this table, and
+    the reading the adjusted p allows. Generated, so that no number is typed by hand."""
+    comparisons = []
     for cell, ref, what in COMPARISONS:
-        a = [float(r[metric]) for r in rows if r['cell'] == cell]
-        b = [float(r[metric]) for r in rows if r['cell'] == ref]
-        if len(a) < 2 or len(b) < 2:
-            continue
-        t, p = stats.ttest_ind(a, b, equal_var=False)
-        diff = statistics.fmean(a) - statistics.fmean(b)
-        if not math.isfinite(p):
-            reading = 'no seed noise to compare with (identical results)'
-        elif p < 0.05:
-            reading = f'larger than seed noise: {CELLS[cell].backbone}{_reg_label(CELLS[cell])} is ' + (
-                'better' if diff > 0 else 'worse'
+        name = f'{CELLS[cell].backbone}{_reg_label(CELLS[cell])}'
+        comparisons.append(
+            (
+                f'{what}: {CELLS[cell].key} vs {CELLS[ref].key}',
+                [float(r[metric]) for r in rows if r['cell'] == cell],
+                [float(r[metric]) for r in rows if r['cell'] == ref],
+                f'{name} is better',
+                f'{name} is worse',
             )
-        else:
-            reading = 'within seed noise'
-        lines.append(
-            f'| {what}: {CELLS[cell].key} vs {CELLS[ref].key} | {diff:+.3f} | {len(a)} vs {len(b)} | '
-            f'{t:+.2f} | {p:.3f} | {reading} |'
         )
-    return lines if len(lines) > 2 else []
+    return stats.comparison_table(comparisons)
 
 
 def _reg_label(cell: Cell) -> str:

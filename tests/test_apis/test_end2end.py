@@ -35,11 +35,19 @@ CASES = {
     ),
     'ssd': (SSD, {'model.backbone.init_cfg': None}, (300, 300)),
 }
+# a sigmoid-classifier single-stage head too (checked in PyTorch only)
+RETINANET = """_base_ = ['mmdet::_base_/models/retinanet_r50_fpn.py']
+custom_imports = dict(imports=['mmbasis'], allow_failed_imports=False)
+model = dict(
+    backbone=dict(_delete_=True, type='SharedBasisResNet', depth=18, base_channels=16, shared_rank=4, init_cfg=None),
+    neck=dict(in_channels=[16, 32, 64, 128], out_channels=32, start_level=1, num_outs=5),
+    bbox_head=dict(num_classes=3, in_channels=32, feat_channels=32, stacked_convs=1))
+"""
 
 
-def build(case: str, seed: int = 0):
+def build(case: str, seed: int = 0, config: str = None, options: dict = None):
     """The case's detector, PyTorch's default initialisation and random BatchNorm statistics, training form."""
-    config, options, _ = CASES[case]
+    config, options, _ = CASES[case] if config is None else (config, options or {}, None)
     cfg = Config.fromfile(config)
     cfg.merge_from_dict(options)
     init_default_scope('mmdet')
@@ -61,10 +69,13 @@ def folded(model):
     return deploy
 
 
-@pytest.mark.parametrize('case', CASES)
-def test_the_wrapper_computes_what_mmdet_predict_does(case):
-    model = build(case)
-    shape = CASES[case][2]
+@pytest.mark.parametrize('case', [*CASES, 'retinanet'])
+def test_the_wrapper_computes_what_mmdet_predict_does(case, tmp_path):
+    if case == 'retinanet':
+        (tmp_path / 'retinanet.py').write_text(RETINANET)
+        model, shape = build(case, config=str(tmp_path / 'retinanet.py')), (128, 128)
+    else:
+        model, shape = build(case), CASES[case][2]
     x = image(shape)
     net = End2EndDetector(folded(model), shape)
     with torch.no_grad():
@@ -73,7 +84,9 @@ def test_the_wrapper_computes_what_mmdet_predict_does(case):
     assert len(reference[1]) >= 5  # a non-trivial comparison
     cfg = net.test_cfg
     report = match_detections(reference, (boxes, scores, labels), 0.999, 1e-5, cfg.nms.iou_threshold, cfg.score_thr)
-    assert report.ok and report.matched == len(reference[1]) == len(scores), report.summary()
+    # the same float32 kernels: at most a tie broken the other way (mmdet sorts candidates, the graph takes top-k)
+    assert report.ok and report.matched + report.nms_ties == len(reference[1]) == len(scores), report.summary()
+    assert report.matched >= len(scores) - 1
     assert boxes.dtype == np.float32 and labels.dtype == np.int64 and np.all(np.diff(scores) <= 0)
 
 

@@ -59,7 +59,8 @@ if __name__ == '__main__':
         install_requires=read_requirements('requirements/runtime.txt') + ['torch>=2.0', 'mmcv>=2.0.0rc4,<2.2.0'],
         extras_require={
             'tests': read_requirements('requirements/tests.txt'),
-            'onnx': read_requirements('requirements/onnx.txt'),
+            'deploy': read_requirements('requirements/deploy.txt'),
+            'onnx': read_requirements('requirements/deploy.txt'),  # the former name of the deploy extra
         },
         zip_safe=False,
     )

@@ -114,8 +114,8 @@ else
 fi
 
 step "install mmcv from $(basename "$WHEEL")" "${PIP[@]}" install --no-deps "$WHEEL"
-step "install mmengine, mmdet and the rest (requirements/runtime.txt, tests.txt, onnx.txt, pinned by constraints.txt)" \
-    "${PIP[@]}" install -r requirements/runtime.txt -r requirements/tests.txt -r requirements/onnx.txt \
+step "install mmengine, mmdet and the rest (requirements/runtime.txt, tests.txt, deploy.txt, pinned by constraints.txt)" \
+    "${PIP[@]}" install -r requirements/runtime.txt -r requirements/tests.txt -r requirements/deploy.txt \
     -c requirements/constraints.txt
 step "install mmbasis in editable mode" "${PIP[@]}" install --no-deps --no-build-isolation -e .
 # Checks the stack, not mmbasis' own code: a bug in mmbasis must not make a good environment look broken.

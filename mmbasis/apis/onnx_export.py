@@ -1,10 +1,11 @@
-"""ONNX export of deploy-mode backbones and detector networks, checked in onnxruntime.
+"""ONNX export of deploy-mode backbones and detectors, checked in onnxruntime.
 
 A shared-basis backbone exports after :meth:`switch_to_deploy` (plain convolutions only, see the README's
-deploy section); a detector exports as its *network* (mmdet's ``mode='tensor'``: backbone, neck and head
-outputs, flattened to a tuple of tensors), while decoding and NMS stay with mmdet, as mmdet's own
-``tensor`` mode does. The export uses torch's ``torch.export``-based exporter (``dynamo=True``); the optional
-packages come with ``pip install -r requirements/onnx.txt`` (``mmbasis[onnx]``).
+deploy section). A detector exports end to end (:class:`~mmbasis.apis.end2end.End2EndDetector`: image in;
+boxes, scores and labels out) or as its *network* (:class:`TensorNetwork`, mmdet's ``mode='tensor'`` of a
+single-stage detector: backbone, neck and head outputs flattened to a tuple of tensors, decoding and NMS left to
+the caller). The export uses torch's ``torch.export``-based exporter (``dynamo=True``); the optional packages
+come with ``pip install -r requirements/deploy.txt`` (``mmbasis[deploy]``).
 """
 
 import os
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-ONNX_HINT = 'install the optional ONNX packages: pip install -r requirements/onnx.txt (or mmbasis[onnx])'
+ONNX_HINT = 'install the optional deploy packages: pip install -r requirements/deploy.txt (or mmbasis[deploy])'
 
 
 def _require(module: str):
@@ -24,6 +25,10 @@ def _require(module: str):
         return __import__(module)
     except ImportError as err:
         raise ImportError(f'ONNX export needs the package {module!r}: {ONNX_HINT}') from err
+
+
+class ExportError(RuntimeError):
+    """torch's exporter could not export the model (the message names the model and the innermost cause)."""
 
 
 def _flatten(outputs) -> Tuple[Tensor, ...]:
@@ -44,6 +49,11 @@ class TensorNetwork(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
+        if hasattr(model, 'roi_head') or getattr(model, 'with_rpn', False):
+            raise ValueError(
+                f'{type(model).__name__} has no tensor mode to export: a two-stage detector needs its proposals (RPN '
+                'decoding and NMS) before the RoI head runs; export it end to end instead (boxes, scores, labels)'
+            )
         self.model = model
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
@@ -54,22 +64,48 @@ class TensorNetwork(nn.Module):
 def export_onnx(model: nn.Module, example: Tensor, path: str, opset: int = 18) -> str:
     """Export ``model`` (put in eval mode) for inputs shaped like ``example`` to ``path``, atomically.
 
-    The graph is written to a temporary file beside ``path`` and renamed over it only when the export has
-    succeeded, so an existing file is never left half-written. Returns ``path``.
+    ``model``: an :class:`~mmbasis.apis.end2end.End2EndDetector` (inputs ``image``; outputs ``boxes``, ``scores``,
+    ``labels``), a :class:`TensorNetwork`, or a module to wrap in one. The graph is written to a temporary file
+    beside ``path`` and renamed over it only when the export has succeeded, so an existing file is never left
+    half-written. Returns ``path``.
     """
+    from .deploy_ops import onnx_translations  # noqa: PLC0415
+    from .end2end import End2EndDetector  # noqa: PLC0415
+
     if not path.endswith('.onnx'):
         raise ValueError(f'the ONNX file name must end with .onnx, got {path!r}')
     _require('onnx')
     _require('onnxscript')
     model.eval()
-    net = model if isinstance(model, TensorNetwork) else TensorNetwork(model)
+    names = {}
+    if isinstance(model, End2EndDetector):
+        net, names = model, dict(input_names=['image'], output_names=['boxes', 'scores', 'labels'])
+    else:
+        net = model if isinstance(model, TensorNetwork) else TensorNetwork(model)
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=folder, prefix='.tmp-')
     os.close(fd)
     try:
-        with torch.no_grad():
-            program = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, verbose=False)
+        try:
+            with torch.no_grad():
+                program = torch.onnx.export(
+                    net,
+                    (example,),
+                    dynamo=True,
+                    opset_version=opset,
+                    verbose=False,
+                    custom_translation_table=onnx_translations(),
+                    **names,
+                )
+        except Exception as err:  # torch.export's errors are pages long: name the model and the root cause
+            cause = err
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            inner = getattr(net, 'model', None)
+            what = type(getattr(net, 'detector', net) if inner is None else inner).__name__
+            first = (str(cause).strip().splitlines() or [''])[0]
+            raise ExportError(f"torch's ONNX exporter cannot export {what}: {type(cause).__name__}: {first}") from err
         program.save(tmp)
         os.replace(tmp, path)
     finally:

@@ -2,13 +2,20 @@
 (tiled into Pascal VOC by the generic tiler :func:`make_tiled_voc`)."""
 
 from .deepforest import DeepForestTreesDataset, fetch_deepforest_wheel, make_deepforest_voc
-from .shapes import SHAPES_CLASSES, SyntheticShapesDataset, generate_shapes_for_config, generate_shapes_split
+from .shapes import (
+    SHAPES_CLASSES,
+    SyntheticShapesDataset,
+    draw_shapes_image,
+    generate_shapes_for_config,
+    generate_shapes_split,
+)
 from .voc_tiles import TILE_DEFAULTS, TiledVOC, VOCSource, make_tiled_voc
 from .voc_xml import AnnotationFix, VOCAnnotationError
 
 __all__ = [
     'SHAPES_CLASSES',
     'SyntheticShapesDataset',
+    'draw_shapes_image',
     'generate_shapes_for_config',
     'generate_shapes_split',
     'DeepForestTreesDataset',

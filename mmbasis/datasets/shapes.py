@@ -76,6 +76,14 @@ def _draw_image(rng: np.random.Generator, size: int, max_objects: int):
     return img, boxes, labels
 
 
+def draw_shapes_image(seed: int = 0, size: int = 160, max_objects: int = 4) -> np.ndarray:
+    """One image of the shapes dataset, ``(size, size, 3)`` uint8 in the channel order it is stored in (BGR), e.g.
+    to check a deployed model on an image of the kind it was trained on."""
+    check_int('seed', seed, 0)
+    check_int('size', size, 32, 4096)
+    return _draw_image(np.random.default_rng(seed), size, max_objects)[0]
+
+
 def _background_hard(rng: np.random.Generator, size: int) -> np.ndarray:
     """Smooth background, stronger noise and 3..12 unannotated distractors (lines, dots, arcs)."""
     img = _background(rng, size).astype(np.float32)

@@ -19,7 +19,9 @@ def check_pretrained_fits(module: nn.Module, init_cfg, min_match: float) -> None
 
     A tensor is filled when the checkpoint has its name (after ``prefix`` and ``module.`` are removed, as
     mmengine does) with the same shape; the fraction counts values (elements), so that missing shared bases
-    weigh what they hold. Does nothing without a ``Pretrained`` entry.
+    weigh what they hold. Does nothing without a ``Pretrained`` entry. Above the threshold the load itself still
+    refuses shape mismatches and weights of another (deploy) form: the backbone's own check,
+    ``mmbasis.models.layers.state_check``, whose advice this message shares.
     """
     cfg = _pretrained_cfg(init_cfg)
     if cfg is None:
@@ -42,8 +44,12 @@ def check_pretrained_fits(module: nn.Module, init_cfg, min_match: float) -> None
         for k in own
         if k in state and tuple(state[k].shape) != tuple(own[k].shape)
     ]
-    hint = ''
-    if any('shared_basis' in k for k in missing) and not any('shared_basis' in k for k in state):
+    from mmbasis.models.layers.state_check import form_hint  # noqa: PLC0415  (models import this module)
+
+    hint = form_hint(module, state, missing)
+    if hint:
+        hint = f' Fix: {hint}.'
+    elif any('shared_basis' in k for k in missing) and not any('shared_basis' in k for k in state):
         hint = (
             ' It looks like a plain ResNet checkpoint: turn it into this backbone with '
             'tools/model_converters/plain_to_shared.py (or netrl2_to_mmbasis.py for official Net_RL2 weights).'

@@ -23,7 +23,7 @@ ratios in brackets. Modes:
   BatchNorms folded into the convolutions (mmcv's ``fuse_conv_bn``);
 * ``deploy-cal``: as ``deploy``, ours with each factorised conv's form chosen by timing both at the benchmark's
   input size (``mmbasis.apis.calibrate_deploy_forms``) instead of by multiply-adds;
-* ``onnx``: the two deploy forms exported to ONNX and run in onnxruntime (CPU; ``requirements/onnx.txt``).
+* ``onnx``: the two deploy forms exported to ONNX and run in onnxruntime (CPU; ``requirements/deploy.txt``).
 
 Besides times, per model: parameters, multiply-adds (mmengine's ``FlopAnalyzer``; one fused multiply-add
 counts once) at the benchmark's input size, the size of the saved ``state_dict`` (training form; deploy form
@@ -537,7 +537,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             import onnxruntime  # noqa: F401
             import onnxscript  # noqa: F401
         except ImportError:
-            parser.error('--modes onnx needs the packages of requirements/onnx.txt (or leave onnx out of --modes)')
+            parser.error('--modes onnx needs the packages of requirements/deploy.txt (or leave onnx out of --modes)')
     if not (args.device == 'cpu' or args.device.startswith('cuda')):
         parser.error(f"--device must be 'cpu' or 'cuda[:N]', got {args.device!r}")
     if args.device.startswith('cuda') and not torch.cuda.is_available():

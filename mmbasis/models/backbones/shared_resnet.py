@@ -132,8 +132,10 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         deploy_forms (dict, optional): ``{factorised conv name: 'merged' | 'factorized'}``, the deploy forms
             chosen by measurement (a calibrated deploy checkpoint's ``meta['deploy_forms']``); the others follow
             the multiply-add rule. See :meth:`set_deploy_forms`.
-        **kwargs: every argument of mmdet's ``ResNet``, checked by mmdet (out_indices, frozen_stages,
-            norm_cfg, norm_eval, with_cp, style, deep_stem, avg_down, zero_init_residual, init_cfg, ...).
+        **kwargs: every argument of mmdet's ``ResNet``, checked by mmdet (num_stages, strides, norm_cfg,
+            norm_eval, with_cp, style, deep_stem, avg_down, zero_init_residual, init_cfg, ...);
+            ``frozen_stages`` must be in ``[-1, num_stages]`` and ``out_indices`` distinct stage indices
+            ``0 .. num_stages - 1`` (checked here: mmdet lets other values through).
             With shared convolutions, ``conv_cfg`` must be ``None``/``dict(type='Conv2d')`` (basis convolutions
             are plain ``conv2d`` over their weights), DCN may only replace an unshared ``conv2`` and plugins
             need ``shared_convs=()``.
@@ -182,6 +184,7 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
                 else check_distinct('shared_convs', shared_convs, SHAREABLE[block])
             )
             self._check_conv_options(shared_convs, kwargs)
+        self._check_frozen_stages(kwargs)
         self.shared_rank = shared_rank
         self.unique_rank = unique_rank
         self.rank_multipliers = tuple(rank_multipliers)
@@ -196,10 +199,33 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
                 f"mmdet's ResNet refused the arguments depth={depth!r}, {given}: the check "
                 f'`{failed}` failed{f" ({e})" if str(e) else ""}'
             ) from e
+        self._check_out_indices()
         self.deploy = False
         self.set_deploy_forms(deploy_forms)
         if deploy:
             self.switch_to_deploy()
+
+    @staticmethod
+    def _check_frozen_stages(kwargs: dict) -> None:
+        """``frozen_stages`` in ``[-1, num_stages]``: mmdet does not check it and fails in its constructor with
+        ``AttributeError: ... no attribute 'layer5'`` (an invalid ``num_stages`` is left to mmdet's own check)."""
+        n, frozen = kwargs.get('num_stages', 4), kwargs.get('frozen_stages', -1)
+        if is_int(n) and 1 <= n <= 4 and not (is_int(frozen) and -1 <= frozen <= n):
+            raise ValueError(
+                f'frozen_stages={frozen!r} is not allowed: it must be an integer in [-1, {n}] for {n} stages '
+                f'(-1: nothing frozen, 0: the stem, i: the stem and layer1..layer{{i}})'
+            )
+
+    def _check_out_indices(self) -> None:
+        """``out_indices`` below 0 or repeated, which mmdet lets through (a negative index gives no output)."""
+        n = self.num_stages
+        check_distinct(
+            'out_indices',
+            self.out_indices,
+            range(n),
+            allow_empty=False,
+            hint=f'0-based indices of the {n} stages (layer1..layer{n})',
+        )
 
     @staticmethod
     def _check_conv_options(shared_convs: Sequence[str], kwargs: dict) -> None:

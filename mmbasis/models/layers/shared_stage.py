@@ -21,6 +21,7 @@ from mmengine.model import Sequential
 
 from ...utils.misc import brief
 from .basis_conv import DEPLOY_FORMS, FactorizedConv2d
+from .state_check import check_incoming_state
 
 
 @dataclass
@@ -216,6 +217,13 @@ class SharedBasisBackboneMixin:
 
         check_pretrained_fits(self, self.init_cfg, self.PRETRAINED_MIN_MATCH)
         super().init_weights()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Refuse weights that do not fit this backbone's form before any is copied (``check_incoming_state``):
+        every loader (mmengine's non-strict ``load_checkpoint`` and ``Pretrained`` init, ``load_state_dict``)
+        passes here."""
+        check_incoming_state(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[misc]
 
     def set_deploy_forms(self, forms: Optional[Dict[str, str]]) -> None:
         """Force the deploy form of named factorised convolutions (``{'layer1.1.conv1': 'merged', ...}``, as

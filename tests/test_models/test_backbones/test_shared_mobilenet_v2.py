@@ -126,6 +126,8 @@ def test_frozen_stages_without_norm_eval():
         (dict(out_indices=7), ValueError, 'out_indices=7'),
         (dict(out_indices=(1, 1)), ValueError, 'distinct'),
         (dict(frozen_stages=True), ValueError, 'frozen_stages=True'),
+        (dict(frozen_stages=8), ValueError, r'frozen_stages=8 is not allowed: it must be an integer in \[-1, 7\]'),
+        (dict(frozen_stages=-2), ValueError, r'frozen_stages=-2 .* in \[-1, 7\]'),
     ],
 )
 def test_invalid_argument_types(kwargs, error, match):

@@ -171,6 +171,16 @@ def test_with_cp_same_output_and_grads(cfg):
         ),
         (dict(depth=50, shared_rank=48, unique_rank=17), 'rank 48\\+17=65 in stage 0 \\(conv2\\)'),
         (dict(depth=34, deploy='yes'), "deploy='yes'"),
+        # stage indices mmdet lets through (frozen_stages=7 used to reach AttributeError: ... 'layer5' in train())
+        (dict(depth=34, frozen_stages=7), r'frozen_stages=7 is not allowed: it must be an integer in \[-1, 4\]'),
+        (dict(depth=34, frozen_stages=-2), r'frozen_stages=-2 .* in \[-1, 4\]'),
+        (
+            dict(depth=34, num_stages=3, strides=(1, 2, 2), dilations=(1, 1, 1), out_indices=(2,), frozen_stages=4),
+            r'frozen_stages=4 .* in \[-1, 3\]',
+        ),
+        (dict(depth=34, frozen_stages=1.0), r'frozen_stages=1.0 .* integer'),
+        (dict(depth=34, out_indices=(-1,)), r'out_indices=\(-1,\) is not allowed.*\(0, 1, 2, 3\)'),
+        (dict(depth=34, out_indices=(1, 1)), r'out_indices=\(1, 1\) is not allowed.*distinct'),
         # mmdet arguments that conflict with shared convolutions
         (
             dict(depth=50, dcn=dict(type='DCNv2', deform_groups=1), stage_with_dcn=(False, True, True, True)),

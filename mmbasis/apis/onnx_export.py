@@ -7,14 +7,13 @@ outputs, flattened to a tuple of tensors), while decoding and NMS stay with mmde
 packages come with ``pip install -r requirements/onnx.txt`` (``mmbasis[onnx]``).
 """
 
-import os
-import os.path as osp
-import tempfile
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from ..utils.checkpoint_io import atomic_path
 
 ONNX_HINT = 'install the optional ONNX packages: pip install -r requirements/onnx.txt (or mmbasis[onnx])'
 
@@ -55,7 +54,8 @@ def export_onnx(model: nn.Module, example: Tensor, path: str, opset: int = 18) -
     """Export ``model`` (put in eval mode) for inputs shaped like ``example`` to ``path``, atomically.
 
     The graph is written to a temporary file beside ``path`` and renamed over it only when the export has
-    succeeded, so an existing file is never left half-written. Returns ``path``.
+    succeeded, so an existing file is never left half-written; the file gets the permissions a plain write
+    would give it (``0o666`` minus the umask, or an existing file's own). Returns ``path``.
     """
     if not path.endswith('.onnx'):
         raise ValueError(f'the ONNX file name must end with .onnx, got {path!r}')
@@ -63,18 +63,10 @@ def export_onnx(model: nn.Module, example: Tensor, path: str, opset: int = 18) -
     _require('onnxscript')
     model.eval()
     net = model if isinstance(model, TensorNetwork) else TensorNetwork(model)
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=folder, prefix='.tmp-')
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix='.onnx') as tmp:  # the umask's permissions, fsynced, renamed
         with torch.no_grad():
             program = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, verbose=False)
         program.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -1,6 +1,7 @@
 """tools/model_converters/switch_to_deploy.py: trained detector checkpoint -> deploy checkpoint."""
 
 import copy
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -211,3 +212,17 @@ def test_function_validates_arguments(tmp_path):
     torch.save([torch.zeros(1)], str(notckpt))
     with pytest.raises(CheckpointFormatError, match="expected a dict with 'state_dict'"):
         convert_checkpoint_to_deploy(copy.deepcopy(cfg), str(notckpt), str(tmp_path / 'y.pth'))
+
+
+@pytest.mark.parametrize('mask, expected', [(0o022, 0o644), (0o077, 0o600)], ids=['022', '077'])
+def test_cli_output_gets_the_umask_permissions(tmp_path, mask, expected):
+    """Issue 21 point 7: a deploy checkpoint was created 0600 (mkstemp), unreadable to a serving process."""
+    cfg_path = write_config(tmp_path, R18_S4U1, [16, 32, 64, 128])
+    ckpt, out = str(tmp_path / 'ckpt.pth'), str(tmp_path / 'deploy.pth')
+    make_training_checkpoint(cfg_path, ckpt)
+    old = os.umask(mask)
+    try:
+        assert TOOL_MODULE.main([cfg_path, ckpt, out]) == 0
+    finally:
+        os.umask(old)
+    assert oct(os.stat(out).st_mode & 0o777) == oct(expected)

@@ -119,6 +119,18 @@ class TermDuringSaveHook(Hook):
 
 
 @HOOKS.register_module()
+class RaiseInValHook(Hook):
+    """Raises ``RuntimeError('validation failed on purpose')`` in the validation after epoch ``at_epoch``."""
+
+    def __init__(self, at_epoch: int) -> None:
+        self.at_epoch = at_epoch
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if runner.epoch == self.at_epoch:
+            raise RuntimeError('validation failed on purpose')
+
+
+@HOOKS.register_module()
 class InjectNonFiniteHook(Hook):
     """Replaces loss term ``term`` by ``value`` (nan/inf) at iteration ``at_iter`` (1-based), inside the forward.
 

@@ -1,6 +1,7 @@
 """The random state stored for an exact resume (mmbasis/engine/hooks/rng_state.py), on a stand-in runner."""
 
 import io
+import logging
 import random
 from functools import partial
 from types import SimpleNamespace
@@ -31,8 +32,15 @@ def _runner(sampler_seed: int = 1, worker_seed: int = 1, seed: int = 7):
 
 @pytest.fixture
 def warnings(monkeypatch):
+    """What rng_state logs, as (level, message); still passed on to mmengine's print_log."""
     logged = []
-    monkeypatch.setattr(rs, 'print_log', lambda msg, logger=None, level=None: logged.append((level, msg)))
+    real = rs.print_log
+
+    def record(msg, logger=None, level=logging.INFO):
+        logged.append((level, msg))
+        real(msg, logger=logger, level=level)
+
+    monkeypatch.setattr(rs, 'print_log', record)
     return logged
 
 
@@ -62,7 +70,7 @@ def test_restore_puts_back_the_generators_and_the_data_seeds(warnings):
     assert runner.train_dataloader.sampler.seed == 5
     assert runner.train_dataloader.worker_init_fn.keywords == dict(num_workers=2, rank=0, seed=7)
     assert warnings == [
-        (None, 'train data of the resumed run as in the checkpoint: sampler seed 1 -> 5, worker seed 1 -> 7')
+        (logging.INFO, 'train data of the resumed run as in the checkpoint: sampler seed 1 -> 5, worker seed 1 -> 7')
     ]
 
 
@@ -84,7 +92,9 @@ def test_another_world_size_is_not_restored_and_says_so(warnings):
     assert rs.restore_rng_states(runner, stored) is None
     assert torch.equal(rs.rng_state()['torch'], now['torch'])  # untouched
     level, message = warnings[-1]
-    assert level == 'WARNING' and 'states of 2 process(es), this run has 1' in message and 'NOT restored' in message
+    assert (
+        level == logging.WARNING and 'states of 2 process(es), this run has 1' in message and 'NOT restored' in message
+    )
 
 
 def test_restore_after_skip_restores_after_exactly_the_skipped_batches():

@@ -181,3 +181,17 @@ def test_a_best_checkpoint_survives_kills_while_the_best_is_replaced(uninterrupt
     assert _bests(work) == [best(4)]
     assert torch.load(osp.join(work, best(4)), weights_only=True)['meta']['epoch'] == 4
     assert not [f for f in os.listdir(work) if f.endswith('.tmp')]
+
+
+@pytest.mark.slow
+def test_a_failing_validation_still_writes_the_checkpoint_it_follows(uninterrupted, tmp_path):
+    """A checkpoint that a validation follows is written after it; when the validation raises, it is written
+    anyway (with the random state from before the validation), not lost."""
+    data, work = uninterrupted[0], str(tmp_path / 'work')
+    hooks = ["dict(type='RaiseInValHook',at_epoch=2)"]
+    proc = train_tiny(work, data, 2, hooks, extra=('train_cfg.val_interval=1',), expect_ok=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and 'RuntimeError: validation failed on purpose' in out
+    assert 'the validation after step 2 failed: its checkpoint is written now' in out
+    assert open(osp.join(work, 'last_checkpoint')).read().endswith('epoch_2.pth')
+    assert torch.load(osp.join(work, 'epoch_2.pth'), weights_only=True)['meta']['epoch'] == 2

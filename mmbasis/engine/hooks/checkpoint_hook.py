@@ -18,10 +18,13 @@ What it changes (every argument of ``CheckpointHook`` keeps its meaning):
   uninterrupted run. When a validation follows the checkpoint's epoch (iteration), the checkpoint is written
   after that validation, which draws from the global generators too, so it holds the states the next epoch
   starts from; a kill during that validation resumes from the previous checkpoint (still exact, only longer).
+  If the validation raises (or is interrupted with Ctrl-C), the checkpoint is written then, with the state from
+  before the validation, as mmengine would have written it.
 """
 
 import bisect
 import glob
+import logging
 import os
 import os.path as osp
 from typing import List, Optional, Tuple
@@ -81,7 +84,8 @@ class SafeCheckpointHook(CheckpointHook):
         ):
             backend_args = dict(backend=ATOMIC_BACKEND)  # local files: write atomically
         super().__init__(*args, backend_args=backend_args, **kwargs)
-        self._deferred: Optional[Tuple[int, dict]] = None  # (step, meta) of a checkpoint due after a validation
+        # (step, meta, random state before the validation) of a checkpoint due after a validation
+        self._deferred: Optional[Tuple[int, dict, dict]] = None
         self._resumed_rng: Optional[dict] = None  # the checkpoint's random state, restored in before_train
         self._gathered: Optional[dict] = None  # every rank's random state, gathered for the save under way
 
@@ -94,6 +98,7 @@ class SafeCheckpointHook(CheckpointHook):
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
+        self._guard_validation(runner)
         if is_main_process() and osp.isdir(self.out_dir):
             for tmp in glob.glob(osp.join(self.out_dir, '.*.pth.*.tmp')) + glob.glob(
                 osp.join(runner.work_dir, '.last_checkpoint.*.tmp')
@@ -121,9 +126,10 @@ class SafeCheckpointHook(CheckpointHook):
                 world_size=1, ranks=[rng_state()], sampler_seed=getattr(sampler, 'seed', None)
             )
 
-    def _save_with_rng(self, runner, filename: str, meta: dict, **kwargs) -> None:
-        """``runner.save_checkpoint`` (rank 0 writes) with every rank's random state; called on every rank."""
-        self._gathered = gather_rng_states(runner)
+    def _save_with_rng(self, runner, filename: str, meta: dict, rng_states: Optional[dict] = None, **kwargs) -> None:
+        """``runner.save_checkpoint`` (rank 0 writes) with every rank's random state (gathered now unless given:
+        a collective call, every rank must call it)."""
+        self._gathered = gather_rng_states(runner) if rng_states is None else rng_states
         try:
             runner.save_checkpoint(
                 self.out_dir, filename, self.file_client_args, meta=meta, backend_args=self.backend_args, **kwargs
@@ -137,7 +143,7 @@ class SafeCheckpointHook(CheckpointHook):
         else:
             step, meta = runner.iter + 1, dict(epoch=runner.epoch, iter=runner.iter + 1)
         if self._validation_follows(runner):
-            self._deferred = (step, meta)
+            self._deferred = (step, meta, gather_rng_states(runner))
             print_log(
                 f'the checkpoint of {"epoch" if self.by_epoch else "iteration"} {step} is written after the '
                 'validation that follows, so that it holds the random state the next one starts from',
@@ -163,11 +169,39 @@ class SafeCheckpointHook(CheckpointHook):
     def _flush_deferred(self, runner, where: Optional[str] = None) -> None:
         if self._deferred is None:
             return
-        step, meta = self._deferred
+        step, meta, _ = self._deferred
         self._deferred = None
         if where is not None:
             print_log(f'no validation came after step {step}: its checkpoint is written {where}', logger='current')
         self._save_checkpoint_with_step(runner, step, meta)
+
+    def _guard_validation(self, runner) -> None:
+        """Make the val loop write a deferred checkpoint when the validation fails (an exception, Ctrl-C), with
+        the random state from before the validation (gathered then: no collective call on this path). The
+        checkpoint is not lost; a resume from it misses the failed validation's random draws."""
+        loop = runner.val_loop
+        if loop is None or getattr(loop.run, 'guarded_by_safe_checkpoint', False):
+            return
+        run = loop.run
+
+        def guarded_run(*args, **kwargs):
+            try:
+                return run(*args, **kwargs)
+            except BaseException:
+                if self._deferred is not None:
+                    step, meta, states = self._deferred
+                    self._deferred = None
+                    print_log(
+                        f'the validation after step {step} failed: its checkpoint is written now, with the random '
+                        'state from before the validation',
+                        logger='current',
+                        level=logging.WARNING,
+                    )
+                    self._save_checkpoint_with_step(runner, step, meta, rng_states=states)
+                raise
+
+        guarded_run.guarded_by_safe_checkpoint = True
+        loop.run = guarded_run
 
     def before_train_epoch(self, runner) -> None:
         self._flush_deferred(runner, 'before the next epoch')
@@ -182,7 +216,7 @@ class SafeCheckpointHook(CheckpointHook):
         self._flush_deferred(runner, 'at the end of training')
         super().after_train(runner)
 
-    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+    def _save_checkpoint_with_step(self, runner, step, meta, rng_states: Optional[dict] = None) -> None:
         outdated = None
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
             if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
@@ -196,6 +230,7 @@ class SafeCheckpointHook(CheckpointHook):
             runner,
             ckpt_filename,
             meta,
+            rng_states,
             save_optimizer=self.save_optimizer,
             save_param_scheduler=self.save_param_scheduler,
             by_epoch=self.by_epoch,

@@ -7,13 +7,16 @@ shuffling seed; :func:`restore_rng_states` gives each rank its own states back.
 
 Stored form (``checkpoint['rng_state']``, types that ``torch.load(weights_only=True)`` accepts)::
 
-    dict(world_size=W, ranks=[state of rank 0, ..., state of rank W-1], sampler_seed=int or None)
+    dict(world_size=W, ranks=[state of rank 0, ..., state of rank W-1], sampler_seed=int or None,
+         val_workers_started=bool)
 
-with each state ``dict(python=..., numpy=..., torch=..., [cuda=...])`` (:func:`rng_state`). Checkpoints of
-mmbasis before this form hold rank 0's state alone (``dict(python=..., numpy=..., torch=...)``); they are
-read as ``world_size=1``.
+with each state ``dict(python=..., numpy=..., torch=..., [cuda=...])`` (:func:`rng_state`);
+``val_workers_started``: the val dataloader has persistent workers and has started them (its base seed, drawn
+from torch's generator, is drawn once per run then). Checkpoints of mmbasis before this form hold rank 0's
+state alone (``dict(python=..., numpy=..., torch=...)``); they are read as ``world_size=1``.
 """
 
+import logging
 import random
 from functools import partial
 from typing import List, Optional
@@ -95,9 +98,9 @@ def restore_rng_states(runner, stored: dict) -> Optional[dict]:
       (mmengine's, which seeds each worker process) to ``runner.seed``, which ``resume`` has made the
       checkpoint's: mmengine builds the train dataloader with the new run's seed, before resuming.
     * The world size is the stored one: each rank gets its own states back; the run continues exactly.
-    * Another world size: a warning, and no rank's generators are touched: they stay as mmengine left them
-      (seeded from the checkpoint's seed at start-up), as without mmbasis. The data are split differently
-      anyway, so such a run cannot continue the original one exactly.
+    * Another world size: a warning, and no rank's generators are touched: they stay as mmengine seeded them
+      (from the checkpoint's seed), as without mmbasis. The data are split differently anyway, so such a run
+      cannot continue the original one exactly.
 
     Returns this rank's restored state, or None when the states were not restored.
     """
@@ -107,11 +110,11 @@ def restore_rng_states(runner, stored: dict) -> Optional[dict]:
     if stored['world_size'] != world_size or len(stored['ranks']) != world_size:
         print_log(
             f'the checkpoint holds the random generator states of {stored["world_size"]} process(es), this run has '
-            f'{world_size}: the states are NOT restored (every process keeps the generators seeded from the '
-            f"checkpoint's seed {runner.seed} at start-up), so the resumed run does not continue the original "
-            'random streams exactly; resume with the same number of processes for an exact continuation',
+            f'{world_size}: the states are NOT restored (every process keeps its generators as mmengine seeded '
+            f'them, seed {runner.seed} on this process), so the resumed run does not continue the original random '
+            'streams exactly; resume with the same number of processes for an exact continuation',
             logger='current',
-            level='WARNING',
+            level=logging.WARNING,
         )
         return None
     if stored.get('val_workers_started') and _persistent_val_iterator(runner) is None:

@@ -8,14 +8,13 @@ the caller). The export uses torch's ``torch.export``-based exporter (``dynamo=T
 come with ``pip install -r requirements/deploy.txt`` (``mmbasis[deploy]``).
 """
 
-import os
-import os.path as osp
-import tempfile
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from ..utils.checkpoint_io import atomic_path
 
 ONNX_HINT = 'install the optional deploy packages: pip install -r requirements/deploy.txt (or mmbasis[deploy])'
 
@@ -67,7 +66,8 @@ def export_onnx(model: nn.Module, example: Tensor, path: str, opset: int = 18) -
     ``model``: an :class:`~mmbasis.apis.end2end.End2EndDetector` (inputs ``image``; outputs ``boxes``, ``scores``,
     ``labels``), a :class:`TensorNetwork`, or a module to wrap in one. The graph is written to a temporary file
     beside ``path`` and renamed over it only when the export has succeeded, so an existing file is never left
-    half-written. Returns ``path``.
+    half-written; the file gets the permissions a plain write would give it (``0o666`` minus the umask, or an
+    existing file's own). Returns ``path``.
     """
     from .deploy_ops import onnx_translations  # noqa: PLC0415
     from .end2end import End2EndDetector  # noqa: PLC0415
@@ -82,11 +82,7 @@ def export_onnx(model: nn.Module, example: Tensor, path: str, opset: int = 18) -
         net, names = model, dict(input_names=['image'], output_names=['boxes', 'scores', 'labels'])
     else:
         net = model if isinstance(model, TensorNetwork) else TensorNetwork(model)
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=folder, prefix='.tmp-')
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix='.onnx') as tmp:  # the umask's permissions, fsynced, renamed
         try:
             with torch.no_grad():
                 program = torch.onnx.export(
@@ -107,10 +103,6 @@ def export_onnx(model: nn.Module, example: Tensor, path: str, opset: int = 18) -
             first = (str(cause).strip().splitlines() or [''])[0]
             raise ExportError(f"torch's ONNX exporter cannot export {what}: {type(cause).__name__}: {first}") from err
         program.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
     return path
 
 

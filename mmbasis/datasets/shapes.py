@@ -22,6 +22,7 @@ import numpy as np
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 
+from ..utils.checkpoint_io import current_umask
 from ..utils.misc import check_choice, check_int
 
 SHAPES_CLASSES = ('rectangle', 'ellipse', 'triangle')
@@ -191,6 +192,7 @@ def generate_shapes_split(
     os.makedirs(root, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f'.{split}-partial-', dir=root)
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # a plain mkdir's permissions, not mkdtemp's 0700
         _write_split(tmp, meta)
         try:
             os.rename(tmp, target)

@@ -2,6 +2,7 @@
 
 import os
 import os.path as osp
+import stat
 import tempfile
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -49,22 +50,108 @@ def same_file(a: str, b: str) -> bool:
     return osp.realpath(a) == osp.realpath(b)
 
 
-@contextmanager
-def atomic_open(dst: str, mode: str = 'wb') -> Iterator[IO]:
-    """Open a temporary file next to ``dst``; on success fsync it and ``os.replace`` it onto ``dst``.
+def current_umask() -> int:
+    """The process's file-mode creation mask, read without changing it.
 
-    A crash, a kill or a full disk never leaves a truncated ``dst``: readers see the old file or the new one.
-    On an exception the temporary file is removed. Temporary names are ``.<name>.<random>.tmp``.
+    Linux reports it in ``/proc/self/status``; elsewhere it is read the classic way (``os.umask`` set and
+    restored), which another thread creating a file at that very moment could observe.
     """
+    try:
+        with open('/proc/self/status', encoding='ascii') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(dst: str) -> int:
+    """The permission bits ``open(dst, 'w')`` would leave: an existing file's own, else ``0o666 & ~umask``."""
+    try:
+        st = os.stat(dst)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    except OSError:
+        pass
+    return 0o666 & ~current_umask()
+
+
+def fsync_dir(path: str) -> None:
+    """Flush directory ``path`` itself to disk, so that a rename or a new entry in it survives a power loss."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_durably(tmp: str, dst: str) -> None:
+    """``os.replace(tmp, dst)`` (same directory), then flush the directory so the rename survives a power loss."""
+    os.replace(tmp, dst)
+    fsync_dir(osp.dirname(osp.abspath(dst)))
+
+
+def _make_temp(dst: str, suffix: str) -> Tuple[int, str]:
+    """``mkstemp`` beside ``dst`` (parent created), chmod-ed to :func:`new_file_mode` instead of mkstemp's 0600."""
     parent = osp.dirname(osp.abspath(dst))
     os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(dst)}.', suffix='.tmp', dir=parent)
+    mode = new_file_mode(dst)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(dst)}.', suffix=suffix, dir=parent)
+    try:
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        os.remove(tmp)
+        raise
+    return fd, tmp
+
+
+@contextmanager
+def atomic_path(dst: str, suffix: str = '.tmp') -> Iterator[str]:
+    """A temporary file name beside ``dst`` for writers that want a path (e.g. ONNX export).
+
+    When the block succeeds the file is fsynced and renamed onto ``dst`` with :func:`atomic_open`'s guarantees;
+    when it raises the temporary file is removed. Temporary names are ``.<name>.<random><suffix>``.
+    """
+    fd, tmp = _make_temp(dst, suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        _replace_durably(tmp, dst)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+@contextmanager
+def atomic_open(dst: str, mode: str = 'wb') -> Iterator[IO]:
+    """Open a temporary file next to ``dst``; on success fsync it, rename it onto ``dst``, fsync the directory.
+
+    A crash, a kill, a power loss or a full disk never leaves a truncated ``dst``: readers see the old file or
+    the new one, and once the block has returned the new one survives a power loss. The file gets the
+    permissions a plain ``open(dst, 'w')`` would leave (:func:`new_file_mode`: an existing ``dst``'s own, else
+    ``0o666`` minus the umask), not ``mkstemp``'s 0600. On an exception the temporary file is removed.
+    Temporary names are ``.<name>.<random>.tmp``.
+    """
+    fd, tmp = _make_temp(dst, '.tmp')
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, dst)
+        _replace_durably(tmp, dst)
     except BaseException:
         if osp.exists(tmp):
             os.remove(tmp)

@@ -13,6 +13,7 @@ import time
 
 import torch
 from mmdet.registry import HOOKS
+from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -28,16 +29,60 @@ def _append(path: str, record: dict) -> None:
 
 @HOOKS.register_module()
 class RecordLossesHook(Hook):
-    """Appends ``{"iter": i, "losses": {...}}`` (1-based iteration, full float precision) to ``path``."""
+    """Appends ``{"iter": i, "losses": {...}}`` (1-based iteration, full float precision) to ``path``
+    (``{rank}`` in it is replaced by the process's rank: one file per process of a distributed run)."""
 
     priority = 'LOWEST'
 
     def __init__(self, path: str) -> None:
-        self.path = path
+        self.path = path.format(rank=get_rank())
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         losses = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in (outputs or {}).items()}
         _append(self.path, dict(iter=runner.iter + 1, losses=losses))
+
+
+@HOOKS.register_module()
+class EpochMetricHook(Hook):
+    """Adds the metric ``test/epoch`` (the epoch just validated) to every validation's metrics, before the
+    checkpoint hook sees them: with ``save_best='test/epoch'`` every validation makes a new best checkpoint."""
+
+    priority = 'NORMAL'
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        metrics['test/epoch'] = runner.epoch
+
+
+@HOOKS.register_module()
+class KillDuringBestSaveHook(Hook):
+    """SIGKILL around the best checkpoint of epoch ``at_epoch`` (the checkpoint saved without optimizer):
+    ``when='writing'``: after half of its bytes; ``when='removing'``: instead of removing the previous best."""
+
+    def __init__(self, at_epoch: int, when: str) -> None:
+        assert when in ('writing', 'removing'), when
+        self.at_epoch, self.when = at_epoch, when
+
+    def before_save_checkpoint(self, runner, checkpoint) -> None:
+        if 'optimizer' in checkpoint or checkpoint['meta']['epoch'] != self.at_epoch:
+            return
+        if self.when == 'writing':
+
+            def put(backend, obj, filepath):
+                with checkpoint_hook.atomic_open(str(filepath), 'wb') as f:
+                    f.write(obj[: len(obj) // 2])
+                    f.flush()
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            checkpoint_hook.AtomicLocalBackend.put = put
+        else:
+            remove = checkpoint_hook.AtomicLocalBackend.remove
+
+            def remove_or_kill(backend, filepath):
+                if os.path.basename(str(filepath)).startswith('best_'):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                remove(backend, filepath)
+
+            checkpoint_hook.AtomicLocalBackend.remove = remove_or_kill
 
 
 @HOOKS.register_module()
@@ -72,6 +117,18 @@ class TermDuringSaveHook(Hook):
                 os.kill(os.getpid(), signal.SIGTERM)  # default action: the process ends here
 
         checkpoint_hook.AtomicLocalBackend.put = put
+
+
+@HOOKS.register_module()
+class RaiseInValHook(Hook):
+    """Raises ``RuntimeError('validation failed on purpose')`` in the validation after epoch ``at_epoch``."""
+
+    def __init__(self, at_epoch: int) -> None:
+        self.at_epoch = at_epoch
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if runner.epoch == self.at_epoch:
+            raise RuntimeError('validation failed on purpose')
 
 
 @HOOKS.register_module()

@@ -1,6 +1,7 @@
 """tools/model_converters/switch_to_deploy.py: trained detector checkpoint -> deploy checkpoint."""
 
 import copy
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -259,3 +260,17 @@ def test_mmdet_test_tool_refuses_a_deploy_checkpoint_of_other_forms_and_ours_rea
     ours = run(['tools/test.py', DEMO_CONFIG, ckpt, *work, '--cfg-options', *options])
     out = ours.stdout + ours.stderr
     assert f'its {len(forms)} measured deploy forms' in out and 'coco/bbox_mAP' in out
+
+
+@pytest.mark.parametrize('mask, expected', [(0o022, 0o644), (0o077, 0o600)], ids=['022', '077'])
+def test_cli_output_gets_the_umask_permissions(tmp_path, mask, expected):
+    """Issue 21 point 7: a deploy checkpoint was created 0600 (mkstemp), unreadable to a serving process."""
+    cfg_path = write_config(tmp_path, R18_S4U1, [16, 32, 64, 128])
+    ckpt, out = str(tmp_path / 'ckpt.pth'), str(tmp_path / 'deploy.pth')
+    make_training_checkpoint(cfg_path, ckpt)
+    old = os.umask(mask)
+    try:
+        assert TOOL_MODULE.main([cfg_path, ckpt, out]) == 0
+    finally:
+        os.umask(old)
+    assert oct(os.stat(out).st_mode & 0o777) == oct(expected)

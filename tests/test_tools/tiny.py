@@ -1,15 +1,22 @@
-"""The demo config shrunk for tests: 64x64 images, 4 train / 2 val images, batch 2, a narrow backbone."""
+"""The demo config shrunk for tests: 64x64 images, 4 train / 2 val images, batch 2, a narrow backbone; and
+training it in a subprocess with test-only hooks (tests/plugins/faults.py)."""
 
+import json
 import os
+import os.path as osp
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence, Union
 
-from tests.helpers import load_tool  # noqa: F401  (re-exported for the tool tests)
+import mmdet
+import torch
+
+from tests.helpers import free_port, load_tool  # noqa: F401  (load_tool re-exported for the tool tests)
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = str(REPO / 'configs/shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py')
+MMDET_TRAIN = str(Path(mmdet.__file__).parent / '.mim' / 'tools' / 'train.py')
 
 
 def tiny_options(data_root: str, max_epochs: int = 1) -> List[str]:
@@ -54,3 +61,71 @@ def run(
     if expect_ok:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+def train_tiny(
+    work: str,
+    data: str,
+    epochs: int,
+    hooks: Sequence[str],
+    resume: Union[bool, str] = False,
+    expect_ok: bool = True,
+    extra: Sequence[str] = (),
+    timeout: int = 600,
+    tool: str = 'ours',
+    config_lines: Sequence[str] = (),
+    drop_options: Sequence[str] = (),
+) -> subprocess.CompletedProcess:
+    """Train the tiny demo config plus the test hooks ``hooks`` (config snippets) in a subprocess.
+
+    ``resume``: False, True (``--resume``: the work dir's latest checkpoint) or a checkpoint path.
+    ``tool``: ``'ours'`` (tools/train.py), ``'mmdet'`` (mmdet's own tools/train.py) or ``'dist2'``
+    (tools/dist_train.sh with 2 CPU processes over gloo). ``extra``: more ``--cfg-options``; ``config_lines``:
+    more lines of the config file; ``drop_options``: prefixes of :func:`tiny_options` entries to leave out.
+    """
+    os.makedirs(work, exist_ok=True)
+    config = osp.join(work, '..', f'{osp.basename(work)}_cfg.py')
+    with open(config, 'w', encoding='utf-8') as f:
+        f.write(
+            f"_base_ = '{DEMO_CONFIG}'\n"
+            "custom_imports = dict(imports=['mmbasis', 'tests.plugins.faults'], allow_failed_imports=False)\n"
+            "custom_hooks = [dict(type='FiniteLossHook'), dict(type='OrthogonalityRegularizerHook', "
+            f'loss_weight=10.0), {", ".join(hooks)}]\n'
+        )
+        f.writelines(line + '\n' for line in config_lines)
+    resume_args = [] if resume is False else ['--resume'] if resume is True else ['--resume', resume]
+    kept = [o for o in tiny_options(data, epochs) if not o.startswith(tuple(drop_options))]
+    options = ['--cfg-options', *kept, *extra]
+    env = dict(PYTHONPATH=str(REPO))
+    if tool == 'ours':
+        args = ['tools/train.py', config, '--work-dir', work, *resume_args, *options]
+    elif tool == 'mmdet':
+        args = [MMDET_TRAIN, config, '--work-dir', work, *resume_args, *options]
+    elif tool == 'dist2':
+        args = ['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work, *resume_args, *options]
+        env.update(PYTHON=sys.executable, PORT=free_port())
+    else:
+        raise ValueError(f'tool={tool!r}: use ours, mmdet or dist2')
+    return run(args, expect_ok=expect_ok, env=env, timeout=timeout)
+
+
+def record_losses(path: str) -> str:
+    """The hook snippet recording every iteration's losses to ``path`` (``{rank}``: one file per process)."""
+    return f"dict(type='RecordLossesHook',path='{path}')"
+
+
+def read_losses(path: str) -> Dict[int, dict]:
+    """``{iteration: {loss name: value}}`` recorded by ``RecordLossesHook``; a repeated iteration keeps the last."""
+    with open(path, encoding='utf-8') as f:
+        records = [json.loads(line) for line in f]
+    return {r['iter']: r['losses'] for r in records}
+
+
+def read_state_dict(path: str) -> dict:
+    return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
+
+
+def assert_same_tensors(state: dict, ref_state: dict) -> None:
+    assert list(state) == list(ref_state)
+    different = [k for k in state if not torch.equal(state[k], ref_state[k])]
+    assert not different, f'{len(different)} tensors differ, e.g. {different[:3]}'

@@ -44,3 +44,6 @@ custom_imports = dict(imports=['mmbasis'], allow_failed_imports=False)
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 log_processor = dict(type='ReadableLogProcessor')
 custom_hooks = _base_.custom_hooks + [dict(type='FiniteLossHook')]
+# exact --resume: training workers restart every epoch (persistent ones carry their random state across epochs,
+# which no checkpoint can restore; the cost is the workers' start-up once per epoch)
+train_dataloader = dict(persistent_workers=False)

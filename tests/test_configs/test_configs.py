@@ -225,6 +225,14 @@ def test_every_shared_real_config_is_a_paper_model():
     assert shared and all(backbone_token(c) in PAPER_TOKENS for c in shared), shared
 
 
+@pytest.mark.parametrize('name', CONFIGS)
+def test_training_workers_are_not_persistent(name):
+    """Exact ``--resume`` (README, Reliability): persistent training workers carry random state across epochs that no
+    checkpoint can hold, so every config of ours restarts them each epoch (mmdet's COCO/VOC bases keep them)."""
+    loader = Config.fromfile(str(ROOT / name)).train_dataloader
+    assert not (loader.get('persistent_workers', False) and loader.get('num_workers', 0) > 0), loader
+
+
 @pytest.mark.parametrize('name', [c for c in CONFIGS if 'scratch' in c])
 def test_scratch_configs_train_every_layer(name):
     """Without ImageNet weights nothing may stay frozen, at ImageNet BN statistics, or start as an identity block."""

@@ -107,3 +107,15 @@ def test_restore_after_skip_restores_after_exactly_the_skipped_batches():
     assert _draws() == expected
     assert next(iterator) == 2
     assert _draws() != expected  # not restored again
+
+
+@pytest.mark.parametrize('persistent, workers, warned', [(True, 2, True), (False, 2, False), (True, 0, False)])
+def test_persistent_training_workers_are_named_as_not_resumable_exactly(monkeypatch, persistent, workers, warned):
+    """Workers that persist across epochs keep random state no checkpoint holds: the hook says so at the start."""
+    from mmbasis.engine.hooks import checkpoint_hook as ch
+
+    logged = []
+    monkeypatch.setattr(ch, 'print_log', lambda msg, logger=None, level=logging.INFO: logged.append((level, msg)))
+    loader = SimpleNamespace(persistent_workers=persistent, num_workers=workers)
+    ch.SafeCheckpointHook._warn_persistent_workers(SimpleNamespace(train_loop=SimpleNamespace(dataloader=loader)))
+    assert [lvl for lvl, msg in logged if 'persistent_workers=True' in msg] == ([logging.WARNING] if warned else [])

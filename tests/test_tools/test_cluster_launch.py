@@ -267,21 +267,7 @@ def test_scancel_then_resume_continues_from_the_checkpoint(cancelled_and_resumed
     assert any(not torch.equal(v, first[k]) for k, v in ckpt['state_dict'].items())  # it trained on
 
 
-def _saves_every_ranks_generators() -> bool:
-    """Whether SafeCheckpointHook stores the random generators of every rank (not only rank 0's)."""
-    import mmbasis.engine.hooks.checkpoint_hook as hook
-
-    return hasattr(hook, 'gather_rng_states')
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(
-    not _saves_every_ranks_generators(),
-    reason="SafeCheckpointHook saves rank 0's random generators only and --resume gives them to every rank, so "
-    'rank 1 samples other proposals than in the uninterrupted run (the per-rank states of the resume-exactness '
-    'work fix it; verified by hand: with them this test passes)',
-    strict=True,
-)
 def test_scancel_then_resume_equals_the_uninterrupted_run(cancelled_and_resumed, slurm_trained):
     _assert_same_training(cancelled_and_resumed[0], _checkpoint(slurm_trained[0]))
 

@@ -99,6 +99,7 @@ class SafeCheckpointHook(CheckpointHook):
     def before_train(self, runner) -> None:
         super().before_train(runner)
         self._guard_validation(runner)
+        self._warn_persistent_workers(runner)
         if is_main_process() and osp.isdir(self.out_dir):
             for tmp in glob.glob(osp.join(self.out_dir, '.*.pth.*.tmp')) + glob.glob(
                 osp.join(runner.work_dir, '.last_checkpoint.*.tmp')
@@ -115,6 +116,21 @@ class SafeCheckpointHook(CheckpointHook):
             loop = runner.train_loop
             if state is not None and isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
                 loop.dataloader_iterator = RestoreAfterSkip(loop.dataloader_iterator, loop.iter, state)
+
+    @staticmethod
+    def _warn_persistent_workers(runner) -> None:
+        """Say once that ``--resume`` cannot continue this run exactly: persistent training workers keep their random
+        generators across epochs, and no checkpoint can restore the generators of other processes."""
+        loader = getattr(runner.train_loop, 'dataloader', None)
+        if getattr(loader, 'persistent_workers', False) and getattr(loader, 'num_workers', 0) > 0:
+            print_log(
+                'SafeCheckpointHook: the train dataloader has persistent_workers=True and '
+                f'num_workers={loader.num_workers}; --resume will continue this run correctly but not exactly (the '
+                'workers keep their random state across epochs, which a checkpoint cannot hold). Set '
+                'train_dataloader.persistent_workers=False for an exact resume, as every mmbasis config does.',
+                logger='current',
+                level=logging.WARNING,
+            )
 
     # ------------------------------------------------------------------------------------------------- saving
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -5,7 +5,7 @@
 
 ``--resume`` without a path resumes from the latest checkpoint of the work dir (``last_checkpoint``).
 Full training checkpoints load with ``weights_only=True`` on torch >= 2.6 thanks to the allowlist that
-``import mmbasis`` installs (mmbasis/utils/checkpoint_compat.py).
+``import mmbasis`` installs (mmbasis/compat/checkpoint_allowlist.py).
 """
 
 import argparse
@@ -16,8 +16,9 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
+from mmbasis.compat import setup_cpu_distributed, shutdown_distributed
 from mmbasis.engine import NonFiniteLossError
-from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed, shutdown_distributed
+from mmbasis.utils.cli import add_common_args, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,7 +1,10 @@
 """Measure the detector zoo and write its model-zoo files (mmdet's metafile format).
 
-    python tools/misc/model_zoo.py            # (re)write the files listed below
-    python tools/misc/model_zoo.py --check    # write nothing; exit 1 if any of them would change
+    python .dev_scripts/model_zoo.py                  # (re)write the files listed below
+    python .dev_scripts/model_zoo.py --check          # write nothing; exit 1 if any of them would change
+    python .dev_scripts/model_zoo.py --doc PAGE.md    # the whole zoo's table into PAGE.md (default docs/model_zoo.md)
+
+A maintainer script (OpenMMLab keeps those in ``.dev_scripts/``); ``tools/misc/model_zoo.py`` forwards here.
 
 The zoo is every config under ``configs/faster_rcnn``, ``configs/ssd`` and ``configs/pascal_voc``. Each config is
 built (``torch.manual_seed(0)`` first) and measured on CPU:
@@ -13,16 +16,16 @@ built (``torch.manual_seed(0)`` first) and measured on CPU:
   model a second time for activations; only its FLOP count is used here). For two-stage detectors the RoI head
   runs on ``test_cfg.rpn.max_per_img`` proposals (its worst case; how many survive NMS depends on the weights).
 
-Everything else comes from the config: the backbone's paper name (matched against ``mmbasis.paper_models``), the
+Everything else comes from the config: the backbone's paper name (its ``arch``, see ``mmbasis.models.archs``), the
 weights it starts from (``init_cfg``), the training data and the epochs (``max_epochs`` times the dataset repeats).
 
 Written: ``configs/<folder>/metafile.yml`` (Collections + Models), the table between ``<!-- model-zoo:start -->``
-and ``<!-- model-zoo:end -->`` of ``configs/<folder>/README.md``, of ``configs/README.md`` and of the top-level
-``README.md`` (the whole zoo), and ``model-index.yml`` at the repository top (``Import`` of every metafile).
+and ``<!-- model-zoo:end -->`` of ``configs/<folder>/README.md``, of ``configs/README.md`` and of the docs page
+``docs/model_zoo.md`` (the whole zoo; ``--doc``), and ``model-index.yml`` at the repository top (``Import`` of every
+metafile).
 """
 
 import argparse
-import inspect
 import os.path as osp
 import re
 import sys
@@ -41,26 +44,16 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 
 import mmbasis  # noqa: F401  (registers the backbones and heads)
-from mmbasis.paper_models import PAPER_MODELS
-from mmbasis.utils.misc import replace_marked_block
+from mmbasis.models.archs import arch_of
+from mmbasis.models.backbones import SHARING_DEFAULTS
+from mmbasis.utils.docs import add_doc_option, doc_target, replace_marked_block
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / 'docs' / 'model_zoo.md'
 ZOO_FOLDERS = ('faster_rcnn', 'ssd', 'pascal_voc')
 MARKER = 'model-zoo'
 START, END = f'<!-- {MARKER}:start -->', f'<!-- {MARKER}:end -->'
 NOT_TRAINED = 'not trained'
-#: Backbone arguments that define a paper model (compared with the class defaults filled in).
-SHARING_KEYS = (
-    'type',
-    'depth',
-    'shared_rank',
-    'unique_rank',
-    'rank_multipliers',
-    'basis_sharing',
-    'shared_convs',
-    'shared_stages',
-    'with_eca',
-)
 #: ``<plain>-<sharing>[-rest]`` backbone tokens of shared-basis configs, e.g. ``r34-s48u1star-in1k``.
 SHARED_TOKEN = re.compile(
     r'^(?P<plain>r\d+|mobilenetv2)-(?P<sharing>s\d+u\d+(?:star)?|shared(?:\+\+)?)'
@@ -115,35 +108,17 @@ def baseline_of(stem: str) -> Optional[str]:
     return '_'.join(parts)
 
 
-def _with_defaults(backbone: dict) -> dict:
-    """The sharing arguments of ``backbone`` with its class defaults filled in (tuples as lists)."""
-    cls = MODELS.get(backbone['type'])
-    if cls is None:
-        raise KeyError(f"backbone type {backbone['type']!r} is not registered in mmdet's MODELS")
-    defaults = {
-        k: p.default
-        for k, p in inspect.signature(cls.__init__).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    values = {k: backbone.get(k, defaults.get(k)) for k in SHARING_KEYS}
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-
-
 def backbone_name(backbone: dict) -> str:
-    """Display name: ``ResNet-50``, ``MobileNetV2`` for mmdet's backbones, the paper name for shared ones.
-
-    A shared backbone must match exactly one row of ``mmbasis.paper_models.PAPER_MODELS`` in every sharing argument
-    (``variant``, the layout, is not one: configs use mmdet's layout, the table the official one).
-    """
+    """Display name: ``ResNet-50``, ``MobileNetV2`` for mmdet's backbones, the paper name (the ``arch``) for shared
+    ones; a shared backbone given by explicit arguments must build exactly one paper model."""
     if backbone['type'] == 'ResNet':
         return f'ResNet-{backbone["depth"]}'
     if backbone['type'] == 'MobileNetV2':
         return 'MobileNetV2'
-    mine = _with_defaults(backbone)
-    found = [name for name, row in PAPER_MODELS.items() if _with_defaults(row.backbone) == mine]
-    if len(found) != 1:
-        raise ValueError(f'backbone {backbone} matches {len(found)} paper models ({found}); expected exactly one')
-    return found[0]
+    name = arch_of(backbone, SHARING_DEFAULTS)
+    if name is None:
+        raise ValueError(f'backbone {backbone} is not a paper model: give it the arch of one')
+    return name
 
 
 def weights_kind(backbone: dict) -> str:
@@ -351,8 +326,8 @@ def metafile(folder: str, entries: Sequence[Entry]) -> str:
         Models=[model_entry(e) for e in entries],
     )
     header = (
-        '# Generated by tools/misc/model_zoo.py from the configs of this folder (parameters, GMACs measured);\n'
-        '# do not edit by hand: run `python tools/misc/model_zoo.py`.\n'
+        '# Generated by .dev_scripts/model_zoo.py from the configs of this folder (parameters, GMACs measured);\n'
+        '# do not edit by hand: run `python .dev_scripts/model_zoo.py`.\n'
     )
     return header + yaml.dump(data, Dumper=_IndentDumper, sort_keys=False, allow_unicode=True, width=120)
 
@@ -417,11 +392,11 @@ def with_table(readme: str, path: Path, new_table: str) -> str:
 def model_index(folders: Sequence[str]) -> str:
     """The top-level ``model-index.yml``."""
     body = yaml.dump({'Import': [f'configs/{f}/metafile.yml' for f in folders]}, Dumper=_IndentDumper, sort_keys=False)
-    return '# Generated by tools/misc/model_zoo.py: the metafile of every model-zoo folder.\n' + body
+    return '# Generated by .dev_scripts/model_zoo.py: the metafile of every model-zoo folder.\n' + body
 
 
-def outputs(entries: Sequence[Entry], root: Path = REPO) -> Dict[Path, str]:
-    """Every written file and its new content."""
+def outputs(entries: Sequence[Entry], root: Path = REPO, doc: Optional[Path] = None) -> Dict[Path, str]:
+    """Every written file and its new content (``doc``: the page of the whole zoo, default ``docs/model_zoo.md``)."""
     files: Dict[Path, str] = {}
     for folder in ZOO_FOLDERS:
         mine = ordered([e for e in entries if e.folder == folder])
@@ -431,8 +406,9 @@ def outputs(entries: Sequence[Entry], root: Path = REPO) -> Dict[Path, str]:
     overall = root / 'configs' / 'README.md'
     everything = [e for folder in ZOO_FOLDERS for e in ordered([e for e in entries if e.folder == folder])]
     files[overall] = with_table(_read(overall), overall, table(everything, lambda e: f'./{e.folder}/{e.stem}.py'))
-    top = root / 'README.md'
-    files[top] = with_table(_read(top), top, table(everything, lambda e: f'configs/{e.folder}/{e.stem}.py'))
+    page = doc or root / 'docs' / 'model_zoo.md'
+    link = osp.relpath(root / 'configs', page.resolve().parent)
+    files[page] = with_table(_read(page), page, table(everything, lambda e: f'{link}/{e.folder}/{e.stem}.py'))
     files[root / 'model-index.yml'] = model_index(ZOO_FOLDERS)
     return files
 
@@ -445,6 +421,10 @@ def _read(path: Path) -> str:
     return path.read_text(encoding='utf-8')
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 # ------------------------------------------------------------------------------------------------------------- main
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -453,6 +433,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--check', action='store_true', help='write nothing; exit 1 when a file would change (for tests and CI)'
     )
+    add_doc_option(parser, str(DOC.relative_to(REPO)), 'the table of the whole zoo', always=True)
     return parser.parse_args(argv)
 
 
@@ -476,18 +457,19 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
     try:
-        files = outputs(entries)
+        doc = doc_target(args)
+        files = outputs(entries, doc=DOC if doc == str(DOC.relative_to(REPO)) else Path(doc).resolve())
     except (FileNotFoundError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
     stale = [p for p, text in files.items() if not p.is_file() or p.read_text(encoding='utf-8') != text]
     if args.check:
         for p in stale:
-            print(f'error: {p.relative_to(REPO)} is out of date: run python tools/misc/model_zoo.py', file=sys.stderr)
+            print(f'error: {_shown(p)} is out of date: run python .dev_scripts/model_zoo.py', file=sys.stderr)
         return 1 if stale else 0
     for p in stale:
         p.write_text(files[p], encoding='utf-8')
-        print(f'wrote {p.relative_to(REPO)}', file=sys.stderr)
+        print(f'wrote {_shown(p)}', file=sys.stderr)
     if not stale:
         print('every model-zoo file is up to date', file=sys.stderr)
     return 0

@@ -1,0 +1,10 @@
+"""Moved to .dev_scripts/training_cost.py (a maintainer script); this path forwards to it and will be removed."""
+
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmbasis.utils.deprecation import forward_tool  # noqa: E402
+
+if __name__ == '__main__':
+    forward_tool(__file__, '.dev_scripts/training_cost.py')

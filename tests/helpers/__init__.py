@@ -1,4 +1,4 @@
-"""Helpers shared by the tests."""
+"""Helpers shared by the tests (a small testing package: tiny configs and runs, a toy detector, data writers)."""
 
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -47,7 +47,7 @@ def load_tool(relpath: str):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / relpath
+    path = Path(__file__).resolve().parents[2] / relpath
     spec = importlib.util.spec_from_file_location('mmbasis_tool_' + path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

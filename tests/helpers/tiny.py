@@ -16,6 +16,12 @@ from tests.helpers import free_port, load_tool  # noqa: F401  (load_tool re-expo
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = str(REPO / 'configs/shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py')
+#: the demo's detector made narrow (a shared-basis ResNet-18 of 16 base channels, shared rank 4): ``--cfg-options``
+NARROW_DEMO = {
+    'model.backbone.base_channels': 16,
+    'model.backbone.shared_rank': 4,
+    'model.neck.in_channels': [16, 32, 64, 128],
+}
 MMDET_TRAIN = str(Path(mmdet.__file__).parent / '.mim' / 'tools' / 'train.py')
 
 

@@ -10,6 +10,7 @@ and its SSD configs drop images under 32 pixels).
 """
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
@@ -17,7 +18,11 @@ import cv2
 import numpy as np
 from mmdet.datasets import CocoDataset, VOCDataset
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 
+CONFIG_ROOT = Path(__file__).resolve().parents[2] / 'configs'
+#: every config of the repository (relative to configs/), ``_base_`` left out
+CONFIGS = sorted(str(p.relative_to(CONFIG_ROOT)) for p in CONFIG_ROOT.rglob('*.py') if '_base_' not in p.parts)
 WIDTH, HEIGHT = 128, 96
 Box = Tuple[int, int, int, int]  # x1, y1, x2, y2
 #: per image: (class index, box)
@@ -125,3 +130,36 @@ def point_to(cfg: Config, coco: Path, voc: Path, shapes: Path) -> None:
         if evaluator['type'] == 'CocoMetric':
             val = next(dataset_cfgs(cfg[key.replace('evaluator', 'dataloader')]['dataset']))
             evaluator['ann_file'] = val['data_root'] + val.get('ann_file', f'{val.get("split")}/annotation.json')
+
+
+#: smaller Resize scales for the Faster R-CNN configs in tests
+SMALL_SCALE = {(1333, 800): (320, 192), (1000, 600): (320, 192)}
+
+
+def train_batch_size(cfg: Config) -> int:
+    """One image per training batch, two where a neck or head normalises its 1x1 last level in training mode
+    (SSDLite: BatchNorm needs more than one value per channel)."""
+    return 2 if any(cfg.model.get(part, {}).get('norm_cfg') for part in ('neck', 'bbox_head')) else 1
+
+
+def shrink(cfg: Config) -> None:
+    """Smaller Resize scales for the Faster R-CNN configs (see SMALL_SCALE); small batches, no worker processes."""
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        batch = train_batch_size(cfg) if loader == 'train_dataloader' else 1
+        cfg[loader].update(batch_size=batch, num_workers=0, persistent_workers=False)
+        for ds in dataset_cfgs(cfg[loader]['dataset']):
+            for t in ds['pipeline']:
+                if t['type'] == 'Resize' and tuple(t['scale']) in SMALL_SCALE:
+                    t['scale'] = SMALL_SCALE[tuple(t['scale'])]
+
+
+@contextmanager
+def quiet_logger():
+    """mmengine's current logger at WARNING (init_weights logs every parameter at INFO), restored afterwards."""
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

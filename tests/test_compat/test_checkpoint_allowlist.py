@@ -9,7 +9,11 @@ import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
 import mmbasis  # noqa: F401  (installs the allowlist)
-from mmbasis.utils.checkpoint_compat import HISTORY_BUFFER_METHODS, globals_needing_allowlist, history_buffer_getattr
+from mmbasis.compat.checkpoint_allowlist import (
+    HISTORY_BUFFER_METHODS,
+    globals_needing_allowlist,
+    history_buffer_getattr,
+)
 
 
 def _save(obj, tmp_path, name='ckpt.pth') -> str:

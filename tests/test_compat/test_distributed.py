@@ -1,4 +1,4 @@
-"""Distributed set-up and tear-down of the command-line tools (mmbasis/utils/cli.py)."""
+"""Distributed set-up and tear-down of the command-line tools without a GPU (mmbasis/compat/distributed.py)."""
 
 import os
 
@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 
-from mmbasis.utils.cli import setup_cpu_distributed, shutdown_distributed, slurm_environment
+from mmbasis.compat.distributed import setup_cpu_distributed, shutdown_distributed, slurm_environment
 
 SRUN_ENV = dict(SLURM_PROCID='3', SLURM_NTASKS='4', SLURM_LOCALID='1', SLURM_NODELIST='node[07-08]')
 

@@ -1,4 +1,4 @@
-"""Decomposing plain ResNets into shared filter bases (mmbasis.apis.decompose, tools/.../plain_to_shared.py).
+"""Decomposing plain ResNets into shared filter bases (mmbasis.decompose; its command: test_plain_to_shared.py).
 
 Tiny widths (``base_channels=8``) and 32 x 32 inputs keep every decomposition well under a second or two.
 The exactly representable cases build the plain network *from* a shared-basis network (or with one
@@ -6,9 +6,6 @@ convolution per stage up to scales) by an independent construction written here,
 decomposition recovers its function.
 """
 
-import hashlib
-import importlib.util
-import json
 import math
 import os.path as osp
 from collections import OrderedDict
@@ -21,33 +18,22 @@ from mmdet.registry import MODELS
 from torch import Tensor
 
 import mmbasis  # noqa: F401  (registers the backbones)
-from mmbasis.apis.decompose import (
+from mmbasis.decompose import (
     PLAIN_LAYOUTS,
     calibration_batch,
     decompose_checkpoint,
     decompose_resnet,
     extract_plain_backbone,
-    format_report,
     load_plain_checkpoint,
     target_backbone_cfg,
 )
+from mmbasis.models.archs import paper_backbone_cfg
 from mmbasis.models.layers import BasisConv2d, FactorizedConv2d
-from mmbasis.paper_models import paper_backbone_cfg
 from mmbasis.utils.checkpoint_io import CheckpointFormatError
-from tests.helpers import randomize_bn
+from tests.helpers import randomize_bn, sha256
+from tests.helpers.resnets import R18, layouts, plain_resnet
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOL = osp.join(REPO, 'tools', 'model_converters', 'plain_to_shared.py')
-R18 = dict(type='SharedBasisResNet', depth=18, shared_rank=2, unique_rank=1, base_channels=8)
-
-
-def plain_resnet(depth: int = 18, seed: int = 0, **kwargs) -> ResNet:
-    """A plain mmdet ResNet (base_channels=8) with random convs (PyTorch default init) and random BN statistics."""
-    torch.manual_seed(seed)
-    model = ResNet(depth, base_channels=8, **kwargs)
-    randomize_bn(model, seed)
-    model.eval()  # mmdet's ResNet.train returns None
-    return model
 
 
 def inputs(n: int = 2, seed: int = 1) -> Tensor:
@@ -62,11 +48,6 @@ def outputs(model: torch.nn.Module, x: Tensor) -> Tuple[Tensor, ...]:
 
 def rel(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm())
-
-
-def sha256(path: str) -> str:
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------ exact cases
@@ -244,23 +225,6 @@ def test_basis_norms_are_calibrated_identities():
 
 
 # ------------------------------------------------------------------------------------------ layouts and errors
-def layouts(sd: Dict[str, Tensor]) -> Dict[str, Dict[str, Tensor]]:
-    head = {'fc.weight': torch.zeros(10, 64), 'fc.bias': torch.zeros(10)}
-    prefixed = OrderedDict((f'backbone.{k}', v) for k, v in sd.items())
-    return {
-        'torchvision': OrderedDict(**sd, **head),
-        'mm-backbone': OrderedDict(sd),
-        'mm-classifier': OrderedDict(**prefixed, **{f'head.{k}': v for k, v in head.items()}),
-        'mmdet-detector': OrderedDict(
-            **prefixed,
-            **{
-                'neck.lateral_convs.0.conv.weight': torch.zeros(4, 8, 1, 1),
-                'rpn_head.rpn_conv.weight': torch.zeros(4, 4, 3, 3),
-            },
-        ),
-    }
-
-
 @pytest.mark.parametrize('layout', list(PLAIN_LAYOUTS))
 @pytest.mark.parametrize('module_prefix', [False, True])
 def test_layout_detection(tmp_path, layout, module_prefix):
@@ -344,106 +308,3 @@ def test_calibration_batch_from_images(tmp_path):
     assert -3 < float(x.mean()) < 3
     with pytest.raises(ValueError, match='img_size=8'):
         calibration_batch(img_size=8)
-
-
-# ------------------------------------------------------------------------------------------ the tool
-def load_tool():
-    spec = importlib.util.spec_from_file_location('plain_to_shared_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_tool_end_to_end(tmp_path, capsys):
-    tool = load_tool()
-    sd = plain_resnet(18).state_dict()
-    src, dst = str(tmp_path / 'detector.pth'), str(tmp_path / 'out' / 'shared.pth')
-    torch.save(dict(state_dict=layouts(sd)['mmdet-detector'], meta=dict(epoch=12)), src)
-    digest = sha256(src)
-    images = tmp_path / 'images'
-    images.mkdir()
-    import mmcv
-
-    for i in range(2):
-        mmcv.imwrite((torch.rand(40, 50, 3) * 255).byte().numpy(), str(images / f'{i}.jpg'))
-
-    assert (
-        tool.main(
-            [
-                src,
-                dst,
-                '--backbone-config',
-                json.dumps(R18),
-                '--images',
-                str(images),
-                '--img-size',
-                '32',
-                '--num-images',
-                '2',
-            ]
-        )
-        == 0
-    )
-    printed = capsys.readouterr().out
-    assert 'layer4.1.conv2' in printed and 'overall: weight error' in printed
-    assert "init_cfg=dict(type='Pretrained', checkpoint=" in printed
-    assert sha256(src) == digest
-
-    ckpt = torch.load(dst, map_location='cpu', weights_only=True)
-    meta = ckpt['meta']
-    assert meta['source'] == 'detector.pth' and meta['source_layout'] == 'mmdet-detector'
-    assert meta['backbone_cfg'] == R18 and meta['calibration']['kind'] == 'images'
-    assert 0 < meta['report']['overall']['weight_error'] < 1 and len(meta['report']['layers']) == 8
-    assert format_report(meta['report']).splitlines()[0].startswith('layer')
-    MODELS.build(meta['backbone_cfg']).load_state_dict(ckpt['state_dict'], strict=True)
-    # as the backbone's own init_cfg (mmengine's Pretrained initialiser, keys relative to the backbone)
-    model = MODELS.build(dict(R18, init_cfg=dict(type='Pretrained', checkpoint=dst)))
-    model.init_weights()
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, ckpt['state_dict'][k]), k
-
-    # a .py config file with model.backbone, torchvision layout with module. prefixes, random calibration
-    cfg_file = tmp_path / 'target.py'
-    cfg_file.write_text(f'model = dict(backbone={R18!r})\n')
-    tv = str(tmp_path / 'tv.pth')
-    torch.save(OrderedDict((f'module.{k}', v) for k, v in layouts(sd)['torchvision'].items()), tv)
-    assert (
-        tool.main(
-            [
-                tv,
-                str(tmp_path / 'tv_shared.pth'),
-                '--backbone-config',
-                str(cfg_file),
-                '--img-size',
-                '32',
-                '--num-images',
-                '1',
-                '--als-iters',
-                '0',
-            ]
-        )
-        == 0
-    )
-    meta = torch.load(str(tmp_path / 'tv_shared.pth'), weights_only=True)['meta']
-    assert meta['source_layout'] == 'torchvision' and meta['calibration']['kind'] == 'random normal'
-
-
-@pytest.mark.parametrize('case', ['same', 'missing', 'arch', 'depth', 'rank', 'json'])
-def test_tool_errors(tmp_path, capsys, case):
-    tool = load_tool()
-    src, dst = str(tmp_path / 'plain.pth'), str(tmp_path / 'out.pth')
-    torch.save(plain_resnet(18).state_dict(), src)
-    digest = sha256(src)
-    cfg = json.dumps(R18)
-    argv, message = {
-        'same': ([src, src, '--backbone-config', cfg], 'is the source checkpoint'),
-        'missing': ([str(tmp_path / 'nope.pth'), dst, '--backbone-config', cfg], 'nope.pth'),
-        'arch': ([src, dst, '--arch', 'MobileNetV2-Shared'], "arch='MobileNetV2-Shared' is not allowed"),
-        'depth': ([src, dst, '--backbone-config', json.dumps(dict(R18, depth=34))], 'needs ResNet-34'),
-        'rank': ([src, dst, '--backbone-config', json.dumps(dict(R18, shared_rank=8))], 'larger than the layer'),
-        'json': ([src, dst, '--backbone-config', '{depth: 18'], 'neither a file nor a JSON dict'),
-    }[case]
-    assert tool.main(argv + ['--img-size', '32', '--num-images', '1']) == 1
-    err = capsys.readouterr().err
-    assert err.startswith('error: ') and message in err
-    assert sha256(src) == digest and not osp.exists(dst)

@@ -9,9 +9,9 @@ from mmdet.utils import register_all_modules
 from torch import nn
 
 import mmbasis  # noqa: F401
-from mmbasis.apis import calibrate_deploy_forms, format_choices
-from mmbasis.models.layers import DEPLOY_FORMS, FactorizedConv2d
-from mmbasis.paper_models import paper_backbone_cfg
+from mmbasis.deploy import DEPLOY_FORMS, calibrate_deploy_forms, format_choices
+from mmbasis.models.archs import paper_backbone_cfg
+from mmbasis.models.layers import FactorizedConv2d
 from tests.helpers import randomize_bn
 
 

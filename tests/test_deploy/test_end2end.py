@@ -13,26 +13,18 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmbasis  # noqa: F401
-from mmbasis.apis.deploy_check import check_runtimes, letterbox, match_detections, pytorch_detections
-from mmbasis.apis.end2end import End2EndDetector, default_input_shape
 from mmbasis.datasets import draw_shapes_image
+from mmbasis.deploy.end2end import End2EndDetector, default_input_shape
+from mmbasis.deploy.runtime import check_runtimes, letterbox, match_detections, pytorch_detections
 from tests.helpers import load_tool, randomize_bn
-from tests.test_tools.tiny import DEMO_CONFIG
+from tests.helpers.tiny import DEMO_CONFIG, NARROW_DEMO
 
 tool = load_tool('tools/deployment/pytorch2onnx.py')
 MMDET_CONFIGS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
 SSD = 'configs/ssd/ssd300_r34-s48u1star-in1k_8xb8-120e_coco.py'
 # the demo's Faster R-CNN (shared-basis ResNet-18, FPN) made narrow; SSD300 with ResNet34-S48U1* as it is
 CASES = {
-    'faster-rcnn': (
-        DEMO_CONFIG,
-        {
-            'model.backbone.base_channels': 16,
-            'model.backbone.shared_rank': 4,
-            'model.neck.in_channels': [16, 32, 64, 128],
-        },
-        (160, 160),
-    ),
+    'faster-rcnn': (DEMO_CONFIG, NARROW_DEMO, (160, 160)),
     'ssd': (SSD, {'model.backbone.init_cfg': None}, (300, 300)),
 }
 # a sigmoid-classifier single-stage head too (checked in PyTorch only)
@@ -118,17 +110,6 @@ def test_export_runs_in_onnxruntime_and_openvino_like_pytorch(case, tmp_path, ca
     assert len(reference[1]) >= 5
     for runtime, report in reports.items():
         assert report.ok and report.matched == len(reference[1]) and report.min_iou > 0.999, (runtime, report.summary())
-
-
-def test_a_two_stage_detector_has_no_tensor_mode_and_says_so(tmp_path, capsys):
-    """Whole-detector export of Faster R-CNN used to end in a raw traceback (``_forward`` needs data samples)."""
-    config, options, _ = CASES['faster-rcnn']
-    out = tmp_path / 'x.onnx'
-    cfg_options = [f'{k}={v}'.replace(' ', '') for k, v in options.items()]
-    assert tool.main([config, str(out), '--mode', 'tensor', '--cfg-options', *cfg_options]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith('error: FasterRCNN has no tensor mode to export') and 'end to end' in err
-    assert 'Traceback' not in err and not out.exists()
 
 
 def test_unsupported_detectors_and_sizes_are_refused_with_the_reason():

@@ -9,7 +9,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 
 import mmbasis  # noqa: F401
-from mmbasis.apis.onnx_export import (
+from mmbasis.deploy.onnx import (
     ExportError,
     TensorNetwork,
     export_onnx,
@@ -18,7 +18,7 @@ from mmbasis.apis.onnx_export import (
     run_onnx,
     verify_onnx,
 )
-from mmbasis.paper_models import PAPER_MODEL_NAMES, paper_backbone_cfg
+from mmbasis.models.archs import PAPER_MODEL_NAMES, paper_backbone_cfg
 from mmbasis.utils.cli import read_config
 from tests.helpers import load_tool, randomize_bn
 
@@ -99,29 +99,6 @@ def test_missing_onnx_packages_give_the_install_hint(monkeypatch, tmp_path):
         export_onnx(torch.nn.Identity(), torch.randn(1, 3, 8, 8), str(tmp_path / 'x.onnx'))
 
 
-@pytest.mark.parametrize(
-    'argv, message',
-    [
-        ([SSD, 'out.pt'], "OUT must end with .onnx, got 'out.pt'"),
-        ([SSD, 'o.onnx', '--shape', '16', '300'], '--shape must be at least 32 x 32, got 16 x 300'),
-        (['configs/none.py', 'o.onnx'], 'no such config file: configs/none.py'),
-        ([SSD, 'o.onnx', '--checkpoint', 'none.pth'], 'no such checkpoint: none.pth'),
-        ([SSD, 'o.onnx', '--tolerance', '0'], '--tolerance must be positive, got 0.0'),
-    ],
-)
-def test_bad_arguments_are_refused_with_the_value(argv, message, capsys):
-    with pytest.raises(SystemExit) as err:
-        tool.parse_args(argv)
-    assert err.value.code == 2 and message in capsys.readouterr().err
-
-
 def test_export_refuses_a_name_without_onnx_suffix(tmp_path):
     with pytest.raises(ValueError, match=r"must end with .onnx, got '.*model.bin'"):
         export_onnx(torch.nn.Identity(), torch.randn(1, 3, 8, 8), str(tmp_path / 'model.bin'))
-
-
-def test_a_config_whose_backbone_weights_are_missing_is_one_error_line(tmp_path, capsys):
-    # the SSD config starts from converted ImageNet weights that are not on this machine
-    assert tool.main([SSD, str(tmp_path / 'x.onnx'), '--shape', '300', '300']) == 1
-    err = capsys.readouterr().err
-    assert err.startswith('error: ') and 'Traceback' not in err and not (tmp_path / 'x.onnx').exists()

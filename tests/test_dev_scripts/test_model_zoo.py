@@ -1,17 +1,18 @@
 """The model zoo's files: every zoo config is listed in its folder's metafile (mmdet's format), the metafiles are
-imported by model-index.yml, the README tables list every config, and ``tools/misc/model_zoo.py --check`` finds
-nothing to change, i.e. the listed parameters and GMACs are those of the built models."""
+imported by model-index.yml, the tables of the configs' READMEs and of docs/model_zoo.md list every config, and
+``.dev_scripts/model_zoo.py --check`` finds nothing to change, i.e. the listed parameters and GMACs are those of the
+built models."""
 
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mmbasis.paper_models import PAPER_MODELS
+from mmbasis.models.archs import PAPER_MODELS
 from tests.helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
-zoo = load_tool('tools/misc/model_zoo.py')
+zoo = load_tool('.dev_scripts/model_zoo.py')
 ZOO = zoo.zoo_configs()
 METADATA = (
     'Backbone',
@@ -57,12 +58,12 @@ def test_metafile_lists_every_config_of_its_folder(folder):
 
 
 @pytest.mark.parametrize('folder', zoo.ZOO_FOLDERS)
-def test_readme_table_lists_every_config(folder):
-    readmes = [REPO / 'configs' / folder / 'README.md', REPO / 'configs' / 'README.md', REPO / 'README.md']
+def test_every_table_lists_every_config(folder):
+    readmes = [REPO / 'configs' / folder / 'README.md', REPO / 'configs' / 'README.md', zoo.DOC]
     for readme in readmes:
         text = readme.read_text(encoding='utf-8')
         table = text[text.index(zoo.START) : text.index(zoo.END)]
-        prefix = {folder: './', 'configs': f'./{folder}/'}.get(readme.parent.name, f'configs/{folder}/')
+        prefix = {folder: './', 'configs': f'./{folder}/'}.get(readme.parent.name, f'../configs/{folder}/')
         for p in ZOO:
             if p.parent.name == folder:
                 assert f']({prefix}{p.name})' in table, (readme, p.name)

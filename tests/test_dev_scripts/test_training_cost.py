@@ -1,14 +1,26 @@
-"""tools/misc/training_cost.py: the GPU-hour estimates of docs/cluster.md."""
+""".dev_scripts/training_cost.py: the GPU-hour estimates of docs/cluster.md."""
 
 import pytest
 
-from tests.test_tools.tiny import load_tool
+from tests.helpers import load_tool
 
-cost = load_tool('tools/misc/training_cost.py')
+cost = load_tool('.dev_scripts/training_cost.py')
 
 
 def test_docs_table_is_up_to_date(capsys):
     assert cost.main(['--check']) == 0, capsys.readouterr().out
+
+
+def test_the_table_goes_into_another_page_with_doc_and_the_old_readme_option(tmp_path, capsys):
+    page = tmp_path / 'page.md'
+    page.write_text('intro\n<!-- training-cost:start -->\nold\n<!-- training-cost:end -->\nend\n', encoding='utf-8')
+    assert cost.main(['--doc', str(page)]) == 0
+    text = page.read_text(encoding='utf-8')
+    assert 'old' not in text and '| [faster-rcnn_r50-in1k_fpn_1x_coco]' in text and text.endswith('end\n')
+    page.write_text('<!-- training-cost:start -->\n<!-- training-cost:end -->\n', encoding='utf-8')
+    with pytest.warns(DeprecationWarning, match='--readme FILE is deprecated'):
+        assert cost.main(['--readme', str(page)]) == 0
+    assert '--readme is deprecated' in capsys.readouterr().err and '| [faster-rcnn' in page.read_text(encoding='utf-8')
 
 
 def test_the_anchor_and_the_scaling():

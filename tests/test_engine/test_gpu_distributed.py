@@ -30,7 +30,7 @@ from mmengine.optim import OptimWrapper
 
 from mmbasis.engine import OrthogonalityRegularizerHook
 from tests.helpers import free_port
-from tests.toy import ToyDetector, toy_batch
+from tests.helpers.toy import ToyDetector, toy_batch
 
 STEPS, TOTAL_BATCH, LAMBDA = 3, 4, 10.0
 TWO_GPUS = pytest.mark.skipif(

@@ -13,7 +13,7 @@ from mmengine.optim import OptimWrapper
 from mmbasis.engine import OrthogonalityRegularizerHook
 from mmbasis.models import orthogonality_loss
 from tests.helpers import free_port
-from tests.toy import ToyDetector, toy_batch
+from tests.helpers.toy import ToyDetector, toy_batch
 
 LAMBDA = 10.0
 

@@ -1,12 +1,22 @@
-"""The paper's model table: every name builds the official model (parameter counts of the official code)."""
+"""The paper's models keyed by arch name (mmbasis.models.archs): every arch builds the official model (the parameter
+counts of the official code), in the ``arch=`` idiom or from explicit arguments."""
 
 import pytest
 import torch
 from mmdet.registry import MODELS
 
 import mmbasis  # noqa: F401
+from mmbasis.models.archs import (
+    PAPER_MODEL_NAMES,
+    PAPER_MODELS,
+    arch_of,
+    expand_arch,
+    paper_backbone_cfg,
+    paper_model,
+    plain_counterpart,
+)
+from mmbasis.models.backbones import SHARING_DEFAULTS
 from mmbasis.models.layers import BasisConv2d
-from mmbasis.paper_models import PAPER_MODEL_NAMES, PAPER_MODELS, paper_backbone_cfg, paper_model
 from tests.helpers import num_params
 
 # The names the issue and the paper use; every one must be in the table.
@@ -32,7 +42,7 @@ def test_every_paper_name_is_known():
 @pytest.mark.parametrize('name', PAPER_MODEL_NAMES)
 def test_paper_model_matches_the_official_counts(name):
     row = paper_model(name)
-    model = MODELS.build(paper_backbone_cfg(name))
+    model = MODELS.build(dict(type=row.type, arch=name))
     assert num_params(model) == row.params
     bases = model.shared_bases()
     assert sum(p.numel() for p in bases.values()) == row.shared_params
@@ -65,3 +75,49 @@ def test_returns_fresh_copies():
 def test_unknown_name_lists_known_ones():
     with pytest.raises(KeyError, match='ResNet34-S48U1\\*.*MobileNetV2-Shared'):
         paper_backbone_cfg('ResNet34-S64U1')
+
+
+@pytest.mark.parametrize('name', ['ResNet34-S48U1*', 'ResNet50-Shared++', 'MobileNetV2-Shared++-ECA'])
+def test_the_arch_builds_what_the_explicit_arguments_build(name):
+    torch.manual_seed(0)
+    short = MODELS.build(dict(type=paper_model(name).type, arch=name))
+    torch.manual_seed(0)
+    explicit = MODELS.build(paper_backbone_cfg(name))
+    assert short.arch == name and explicit.arch is None
+    a, b = short.state_dict(), explicit.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)  # same structure, same initial weights
+
+
+def test_explicit_arguments_must_agree_with_the_arch():
+    # a config that merges the arch into a plain ResNet-34's backbone dict repeats depth=34: it agrees
+    model = MODELS.build(
+        dict(type='SharedBasisResNet', arch='ResNet34-S48U1*', depth=34, rank_multipliers=[1, 2, 4, 8])
+    )
+    assert model.shared_rank == 48
+    with pytest.raises(ValueError, match=r"arch='ResNet34-S48U1\*' sets .*shared_rank=48.*contradicts shared_rank=47"):
+        MODELS.build(dict(type='SharedBasisResNet', arch='ResNet34-S48U1*', shared_rank=47))
+    with pytest.raises(ValueError, match=r"arch='MobileNetV2-Shared' is not allowed for SharedBasisResNet: choose one"):
+        MODELS.build(dict(type='SharedBasisResNet', arch='MobileNetV2-Shared'))
+    with pytest.raises(ValueError, match=r"arch='ResNet34-S64U1\*' is not allowed for SharedBasisMobileNetV2"):
+        MODELS.build(dict(type='SharedBasisMobileNetV2', arch='ResNet34-S64U1*'))
+    with pytest.raises(ValueError, match='needs depth'):
+        MODELS.build(dict(type='SharedBasisResNet'))
+
+
+def test_the_layout_of_a_mobilenet_is_not_part_of_its_arch():
+    mmdet_layout = MODELS.build(dict(type='SharedBasisMobileNetV2', arch='MobileNetV2-Shared++', variant='mmdet'))
+    assert mmdet_layout.variant == 'mmdet' and mmdet_layout.shared_convs == ('expand_conv', 'linear_conv')
+    assert num_params(mmdet_layout) != paper_model('MobileNetV2-Shared++').params  # the official layout's count
+
+
+def test_expand_arch_plain_counterpart_and_arch_of():
+    short = dict(type='SharedBasisResNet', arch='ResNet50-Shared', frozen_stages=1)
+    assert expand_arch(short) == dict(type='SharedBasisResNet', frozen_stages=1, depth=50, shared_convs=('conv2',))
+    assert plain_counterpart(short) == dict(type='ResNet', frozen_stages=1, depth=50)
+    other = dict(type='mmpretrain.RepVGG', arch='A0')  # another library's arch is left alone
+    assert expand_arch(other) == other and plain_counterpart(other) == other
+    assert arch_of(short, SHARING_DEFAULTS) == 'ResNet50-Shared'
+    assert arch_of(paper_backbone_cfg('ResNet34-S16U1'), SHARING_DEFAULTS) == 'ResNet34-S16U1'
+    aligned = dict(type='SharedBasisResNet', depth=34, shared_rank=47, unique_rank=1, basis_sharing='conv')
+    assert arch_of(aligned, SHARING_DEFAULTS) is None  # ours, not the paper's
+    assert arch_of(dict(type='ResNet', depth=34), SHARING_DEFAULTS) is None

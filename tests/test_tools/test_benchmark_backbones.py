@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmdet.testing import demo_mm_inputs
 
-from mmbasis.paper_models import PAPER_MODELS
+from mmbasis.models.archs import PAPER_MODELS
 from mmbasis.utils.misc import replace_marked_block
 from tests.helpers import load_tool
 

@@ -4,7 +4,7 @@ import os.path as osp
 
 import pytest
 
-from tests.test_tools.tiny import DEMO_CONFIG, run, tiny_options
+from tests.helpers.tiny import DEMO_CONFIG, run, tiny_options
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import mmbasis  # noqa: F401  (allowlist for weights_only loads of full checkpoints)
-from tests.test_tools.tiny import assert_same_tensors, read_losses, read_state_dict, record_losses, train_tiny
+from tests.helpers.tiny import assert_same_tensors, read_losses, read_state_dict, record_losses, train_tiny
 
 NO_SEED_VAL_EVERY_EPOCH = (
     'randomness.seed=None',

@@ -7,9 +7,10 @@ A backbone takes a paper model by name, in the OpenMMLab ``arch`` idiom (as mmpr
     backbone = dict(type='SharedBasisMobileNetV2', arch='MobileNetV2-Shared++', variant='mmdet')
 
 The arch sets the sharing arguments (depth, ranks, which convolutions share bases, ...); every other argument is
-given as usual, and an explicit sharing argument must agree with the arch (:func:`resolve_arch`). Models that are
-not the paper's (other ranks, e.g. the hardware-aligned S47U1*) are built from explicit arguments and are not in
-this table.
+given as usual, and an explicit sharing argument replaces the arch's, as a config key overrides an inherited one
+(:func:`resolve_arch`; the backbone's ``arch`` is then None: it is no longer that paper model). Models that are not
+the paper's (other ranks, e.g. the hardware-aligned S47U1*) are built from explicit arguments and are not in this
+table.
 
 Every fact mmbasis relies on about a paper model lives in its :class:`PaperModel` row: the sharing arguments that
 build it, the official constructor whose checkpoints load into it, the counts the official code gives (backbone
@@ -238,30 +239,26 @@ def _same(a, b) -> bool:
 
 def resolve_arch(
     backbone: str, arch: Optional[str], given: Mapping[str, object], defaults: Mapping[str, object]
-) -> dict:
-    """The sharing arguments of a ``backbone`` built with ``arch`` (or None) and the explicit arguments ``given``.
+) -> Tuple[dict, Optional[str]]:
+    """The sharing arguments of a ``backbone`` built with ``arch`` (or None) and the explicit arguments ``given``,
+    and the paper model they build.
 
-    Without an arch: ``defaults`` updated with ``given``. With one: also the arch's settings; an argument of
-    ``given`` that the arch sets must have the arch's value.
+    The arch's settings replace the ``defaults``; explicit arguments replace both (as a config that inherits one
+    and overrides a key: ``arch='ResNet34-S48U1*', basis_sharing='stage'`` is the paper's ResNet34-S48U1). Returns
+    ``(settings, arch)`` where ``arch`` is None when an explicit argument changed one of the arch's settings (the
+    backbone is then another model than the one named).
 
     Raises:
-        ValueError: an unknown arch, an arch of another backbone type, or an explicit argument that contradicts
-            the arch (the message names both values).
+        ValueError: an unknown arch, or an arch of another backbone type.
     """
     if arch is None:
-        return {**defaults, **given}
+        return {**defaults, **given}, None
     row = PAPER_MODELS.get(arch) if isinstance(arch, str) else None
     if row is None or row.type != backbone:
         mine = [n for n, m in PAPER_MODELS.items() if m.type == backbone]
         raise ValueError(f'arch={arch!r} is not allowed for {backbone}: choose one of {", ".join(mine)}')
-    conflicts = [f'{k}={v!r}' for k, v in given.items() if k in row.settings and not _same(v, row.settings[k])]
-    if conflicts:
-        sets = ', '.join(f'{k}={row.settings[k]!r}' for k in row.settings)
-        raise ValueError(
-            f'arch={arch!r} sets {sets}, which contradicts {", ".join(conflicts)}: give the arch alone, or the '
-            'explicit arguments without an arch (e.g. for other ranks)'
-        )
-    return {**defaults, **given, **copy.deepcopy(row.settings)}
+    changed = [k for k, v in given.items() if k in row.settings and not _same(v, row.settings[k])]
+    return {**defaults, **copy.deepcopy(row.settings), **given}, None if changed else arch
 
 
 def expand_arch(backbone: Mapping) -> dict:
@@ -270,14 +267,13 @@ def expand_arch(backbone: Mapping) -> dict:
     if cfg.get('type') not in (RESNET, MOBILENET) or cfg.get('arch') is None:
         return cfg  # another library's backbone keeps its own arch
     row = paper_model(cfg.pop('arch'))
-    return {**cfg, **copy.deepcopy(row.settings)}
+    return {**copy.deepcopy(row.settings), **cfg}  # explicit arguments over the arch's
 
 
 def arch_of(backbone: Mapping, defaults: Mapping[str, Mapping[str, object]]) -> Optional[str]:
-    """The paper arch a backbone config builds (its ``arch``, or the one row whose sharing arguments its explicit
-    ones equal, with the class ``defaults`` ``{type: {argument: default}}`` filled in), else None."""
-    if backbone.get('arch') is not None:
-        return backbone['arch']
+    """The paper model a backbone config builds: the one row whose sharing arguments equal the config's (its
+    ``arch`` expanded, explicit arguments over it, the class ``defaults`` ``{type: {argument: default}}`` filled
+    in), else None."""
     kind = backbone.get('type')
     if kind not in defaults:
         return None
@@ -285,7 +281,7 @@ def arch_of(backbone: Mapping, defaults: Mapping[str, Mapping[str, object]]) -> 
     def full(cfg: Mapping) -> dict:
         return {k: cfg.get(k, d) for k, d in defaults[kind].items()}
 
-    mine = full(backbone)
+    mine = full(expand_arch(backbone))
     found = [
         n
         for n, m in PAPER_MODELS.items()

@@ -88,14 +88,14 @@ def test_the_arch_builds_what_the_explicit_arguments_build(name):
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)  # same structure, same initial weights
 
 
-def test_explicit_arguments_must_agree_with_the_arch():
-    # a config that merges the arch into a plain ResNet-34's backbone dict repeats depth=34: it agrees
-    model = MODELS.build(
-        dict(type='SharedBasisResNet', arch='ResNet34-S48U1*', depth=34, rank_multipliers=[1, 2, 4, 8])
-    )
-    assert model.shared_rank == 48
-    with pytest.raises(ValueError, match=r"arch='ResNet34-S48U1\*' sets .*shared_rank=48.*contradicts shared_rank=47"):
-        MODELS.build(dict(type='SharedBasisResNet', arch='ResNet34-S48U1*', shared_rank=47))
+def test_explicit_arguments_override_the_arch_as_a_config_key_does():
+    # a config that merges the arch into a plain ResNet-34's backbone dict repeats depth=34: still the paper model
+    same = MODELS.build(dict(type='SharedBasisResNet', arch='ResNet34-S48U1*', depth=34, rank_multipliers=[1, 2, 4, 8]))
+    assert same.shared_rank == 48 and same.arch == 'ResNet34-S48U1*'
+    # ``--cfg-options model.backbone.basis_sharing=stage`` on an S48U1* config: the paper's S48U1, arch None
+    other = MODELS.build(dict(type='SharedBasisResNet', arch='ResNet34-S48U1*', basis_sharing='stage'))
+    assert other.arch is None and other.basis_sharing == 'stage' and other.shared_rank == 48
+    assert num_params(other) == paper_model('ResNet34-S48U1').params
     with pytest.raises(ValueError, match=r"arch='MobileNetV2-Shared' is not allowed for SharedBasisResNet: choose one"):
         MODELS.build(dict(type='SharedBasisResNet', arch='MobileNetV2-Shared'))
     with pytest.raises(ValueError, match=r"arch='ResNet34-S64U1\*' is not allowed for SharedBasisMobileNetV2"):
@@ -117,6 +117,7 @@ def test_expand_arch_plain_counterpart_and_arch_of():
     other = dict(type='mmpretrain.RepVGG', arch='A0')  # another library's arch is left alone
     assert expand_arch(other) == other and plain_counterpart(other) == other
     assert arch_of(short, SHARING_DEFAULTS) == 'ResNet50-Shared'
+    assert arch_of(dict(short, arch='ResNet34-S48U1*', basis_sharing='stage'), SHARING_DEFAULTS) == 'ResNet34-S48U1'
     assert arch_of(paper_backbone_cfg('ResNet34-S16U1'), SHARING_DEFAULTS) == 'ResNet34-S16U1'
     aligned = dict(type='SharedBasisResNet', depth=34, shared_rank=47, unique_rank=1, basis_sharing='conv')
     assert arch_of(aligned, SHARING_DEFAULTS) is None  # ours, not the paper's

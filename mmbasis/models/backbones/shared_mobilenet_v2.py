@@ -132,7 +132,7 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
 
     Build a paper model by name, ``SharedBasisMobileNetV2(arch='MobileNetV2-Shared++', variant='mmdet')``, or give
     the sharing arguments (``shared_convs``, ``shared_stages``, ``with_eca``) explicitly; an explicit sharing
-    argument given with an arch must agree with it.
+    argument given with an arch replaces the arch's (``arch`` then becomes None).
 
     Args:
         arch (str, optional): a MobileNetV2 of the paper (:data:`mmbasis.models.archs.PAPER_MODELS`), e.g.
@@ -192,7 +192,7 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
         unknown = [k for k in sharing if k not in SHARING_DEFAULTS]
         if unknown:
             raise TypeError(f'{MOBILENET} got unexpected arguments {unknown}')
-        sharing = resolve_arch(MOBILENET, arch, sharing, SHARING_DEFAULTS)
+        sharing, arch = resolve_arch(MOBILENET, arch, sharing, SHARING_DEFAULTS)
         shared_convs, shared_stages, with_eca = sharing['shared_convs'], sharing['shared_stages'], sharing['with_eca']
         flags = dict(with_eca=with_eca, norm_eval=norm_eval, with_cp=with_cp, deploy=deploy)
         _check_arguments(

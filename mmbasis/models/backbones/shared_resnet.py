@@ -67,11 +67,13 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
     """ResNet backbone with deeply shared filter bases.
 
     Build a paper model by name, ``SharedBasisResNet(arch='ResNet34-S48U1*')``, or give the sharing arguments
-    explicitly (e.g. other ranks); an explicit sharing argument given with an arch must agree with it.
+    explicitly (e.g. other ranks); an explicit sharing argument given with an arch replaces the arch's (``arch`` then
+    becomes None: the backbone is not that paper model).
 
     Args:
         arch (str, optional): a ResNet of the paper (:data:`mmbasis.models.archs.PAPER_MODELS`), e.g.
-            ``'ResNet34-S48U1*'``, ``'ResNet50-Shared++'``; it sets the sharing arguments below.
+            ``'ResNet34-S48U1*'``, ``'ResNet50-Shared++'``; it sets the sharing arguments below. The attribute
+            ``arch`` is the paper model built (None when explicit arguments changed it).
         depth (int): 18, 34, 50, 101 or 152 (set by ``arch``).
 
     Sharing arguments (keyword only; :data:`SHARING_DEFAULTS`):
@@ -113,7 +115,7 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         given = {k: kwargs.pop(k) for k in SHARING_DEFAULTS if k in kwargs}
         if depth is not None:
             given['depth'] = depth
-        sharing = resolve_arch(RESNET, arch, given, SHARING_DEFAULTS)
+        sharing, arch = resolve_arch(RESNET, arch, given, SHARING_DEFAULTS)
         depth, shared_rank, unique_rank = sharing['depth'], sharing['shared_rank'], sharing['unique_rank']
         rank_multipliers, basis_sharing, shared_convs = (
             sharing['rank_multipliers'],

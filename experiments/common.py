@@ -249,16 +249,22 @@ class RunRecord:
         return [[v['step'], v['step'] * per_epoch, float(v.get(metric, float('nan')))] for v in self.validations]
 
 
-def read_run(work_dir: str) -> RunRecord:
-    """The :class:`RunRecord` of a finished run (its latest mmengine log folder)."""
+def read_run_records(work_dir: str) -> List[dict]:
+    """The ``BasisStatsHook`` records of a run (empty when it wrote none)."""
     from mmbasis.engine.hooks import read_basis_stats
 
+    path = osp.join(work_dir, 'basis_stats.jsonl')
+    return read_basis_stats(path) if osp.isfile(path) else []
+
+
+def read_run(work_dir: str) -> RunRecord:
+    """The :class:`RunRecord` of a finished run (its latest mmengine log folder)."""
     logs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     if not logs:
         raise FileNotFoundError(f'no vis_data/scalars.json under {work_dir}: did the run start?')
     with open(logs[-1], encoding='utf-8') as f:
         validations = [r for r in map(json.loads, f) if 'iter' not in r]  # training lines carry 'iter'
-    return RunRecord(read_basis_stats(osp.join(work_dir, 'basis_stats.jsonl')), validations)
+    return RunRecord(read_run_records(work_dir), validations)
 
 
 def parameters(cfg) -> Tuple[int, int]:

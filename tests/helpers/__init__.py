@@ -3,6 +3,9 @@
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
+#: the regulariser as every config of ours enables it (tests/test_configs/test_pairs.py checks each config)
+REGULARISER = dict(type='OrthogonalityRegularizerHook', loss_weight=10.0)
+
 
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
     """Give every BatchNorm non-trivial statistics and affine parameters."""

@@ -13,7 +13,7 @@ from typing import Dict, List, Tuple
 import pytest
 from mmengine.config import Config
 
-from tests.helpers import load_tool
+from tests.helpers import REGULARISER, load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = REPO / 'configs'
@@ -22,7 +22,6 @@ baseline_of = load_tool('.dev_scripts/model_zoo.py').baseline_of
 PAIRS: List[Tuple[Path, Path]] = [
     (p, p.with_name(f'{baseline_of(p.stem)}.py')) for p in CONFIGS if baseline_of(p.stem) is not None
 ]
-REGULARISER = dict(type='OrthogonalityRegularizerHook', loss_weight=10.0)
 BACKBONE_VARIABLES = ('shared_backbone', 'in1k_checkpoint')  # defined by configs/_base_/backbones/*.py
 
 

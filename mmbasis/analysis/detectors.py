@@ -1,4 +1,4 @@
-"""Detector mode of ``benchmark_backbones.py``: builds the detector pairs and the functions that tool times.
+"""Whole detectors in the benchmark: the detector pairs and the functions that are timed (:func:`bench_detectors`).
 
 Two kinds of pair, each ours against a detector that differs only in the backbone:
 
@@ -19,11 +19,15 @@ Two kinds of pair, each ours against a detector that differs only in the backbon
 """
 
 import copy
+import os
+from functools import partial
 from types import SimpleNamespace
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from .timing import Settings, summarize_times, time_interleaved
 
 REG_HOOK = 'OrthogonalityRegularizerHook'
 UNTRAINED_MODES = ('det-train', 'det-forward-zeroed')
@@ -38,8 +42,7 @@ def _read(config: str, cfg_options: Optional[dict]):
     from mmdet.utils import register_all_modules
     from mmengine.registry import init_default_scope
 
-    import mmbasis  # noqa: F401  (registers our modules)
-    from mmbasis.utils.cli import read_config
+    from ..utils.cli import read_config
 
     register_all_modules(init_default_scope=False)
     cfg = read_config(config, cfg_options)
@@ -89,7 +92,7 @@ def zeroed_pair(config: str, cfg_options: Optional[dict] = None):
     backbone, heads zeroed, the RPN's proposal NMS keeping every proposal (IoU threshold 1.0) on both sides."""
     from mmdet.registry import MODELS
 
-    from mmbasis.paper_models import plain_counterpart
+    from ..models.archs import plain_counterpart
 
     cfg = _read(config, cfg_options)
     for stage in ('train_cfg', 'test_cfg'):
@@ -235,3 +238,18 @@ def _num_classes(model_cfg) -> int:
         if isinstance(head, dict) and 'num_classes' in head:
             return int(head['num_classes'])
     return 80
+
+
+def bench_detectors(
+    detectors: Sequence[str], trained: Sequence[Sequence[str]], settings: Settings, device: torch.device
+) -> List[Tuple[str, str, str, dict]]:
+    """``(ours, theirs, mode, timings and notes)`` for every ``--detectors`` config and ``--trained`` pair."""
+    jobs = [(c, 'plain backbone', partial(untrained_fns, c, settings.batch, settings.size)) for c in detectors]
+    jobs += [(s[0], os.path.basename(s[2]), partial(trained_fns, s, settings.batch)) for s in trained]
+    rows = []
+    for config, theirs, build in jobs:
+        modes = build(device=device, cfg_options=settings.cfg_options)
+        for mode, job in modes.items():
+            t = summarize_times(*time_interleaved(job['fns'], settings.iters, settings.warmup, device))
+            rows.append((os.path.basename(config), theirs, mode, {**t, **job['notes']}))
+    return rows

@@ -341,7 +341,7 @@ def main(argv=None) -> int:
             list(pool.map(one, pending))
     if args.dry_run:
         return 0
-    return write_summary(args, csv_path, options, epochs)
+    return write_summary(args, csv_path, options, epochs, argv)
 
 
 def write_summary(args, csv_path: str, options: str, epochs: int, argv: Optional[List[str]] = None) -> int:

@@ -57,11 +57,37 @@ def tiny_options(data_root: str, max_epochs: int = 1) -> List[str]:
     ]
 
 
+def study_options(root) -> List[str]:
+    """``--cfg-options`` of a study's tiny runs: the shapes data at 64x64 under ``root/data`` (4 train, 2 val images,
+    batch 2: two iterations per epoch), a ResNet of 32 base channels."""
+    data, size = f'{root}/data', 'scale=(64,64)'
+    return [
+        *[
+            f'{split}_dataloader.dataset.{k}'
+            for split in ('train', 'val', 'test')
+            for k in (f'data_root={data}', 'img_size=64')
+        ],
+        'train_dataloader.dataset.num_images=4',
+        'train_dataloader.batch_size=2',
+        'val_dataloader.dataset.num_images=2',
+        'test_dataloader.dataset.num_images=2',
+        f'val_evaluator.ann_file={data}/val/annotation.json',
+        f'test_evaluator.ann_file={data}/val/annotation.json',
+        f'train_dataloader.dataset.pipeline.2.{size}',
+        f'val_dataloader.dataset.pipeline.1.{size}',
+        f'test_dataloader.dataset.pipeline.1.{size}',
+        'model.backbone.base_channels=32',
+        'model.neck.in_channels=[32,64,128,256]',
+        'param_scheduler.0.end=1',
+        'default_hooks.logger.interval=1',
+    ]
+
+
 def run(
     args: List[str], cwd: Path = REPO, expect_ok: bool = True, env: Optional[dict] = None, timeout: int = 600
 ) -> subprocess.CompletedProcess:
     """Run ``python *args`` (or a ``bash`` script) in ``cwd``; assert the exit code when ``expect_ok``."""
-    full_env = dict(os.environ, PYTHONWARNINGS='ignore', **(env or {}))
+    full_env = {**os.environ, 'PYTHONWARNINGS': 'ignore', **(env or {})}
     cmd = args if args[0] == 'bash' else [sys.executable] + args
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
     if expect_ok:

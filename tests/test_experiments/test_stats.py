@@ -1,4 +1,4 @@
-"""tools/analysis_tools/study_stats.py: the comparisons behind the studies' readings, on hand-made numbers and on
+"""experiments/stats.py: the comparisons behind the studies' readings, on hand-made numbers and on
 the committed runs of the sharing study."""
 
 import math
@@ -7,10 +7,10 @@ import os.path as osp
 import pytest
 from scipy import stats as scipy_stats
 
-from tests.helpers import load_tool
+from experiments import common
+from experiments import sharing_study as study
+from experiments import stats as st
 
-st = load_tool('tools/analysis_tools/study_stats.py')
-study = load_tool('tools/analysis_tools/sharing_study.py')
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -65,10 +65,10 @@ def test_the_48_epoch_sharing_comparisons_do_not_survive_the_correction():
     after Holm's correction over the table's five comparisons; the family-wise intervals then include 0."""
     rows = [
         r
-        for r in study.read_rows(osp.join(REPO, 'docs', 'results', 'sharing_study', 'runs.csv'))
+        for r in common.read_rows(osp.join(REPO, 'docs', 'results', 'sharing_study', 'runs.csv'))
         if r['epochs'] == '48' and r['options'] == '[]'
     ]
-    lines = {ln.split(' | ')[0].lstrip('| '): ln.split(' | ') for ln in study.compare(rows)[2:]}
+    lines = {ln.split(' | ')[0].lstrip('| '): ln.split(' | ') for ln in study.compare(common.SHAPES, rows)[2:]}
     assert len(lines) == 5
     for key in (
         'sharing, ResNet-34 (S48U1*): r34-s48u1star vs r34',

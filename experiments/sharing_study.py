@@ -60,6 +60,20 @@ def fields(grid: Grid) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------------------ one run
+def run_spec(args, seed: int, work_dir: str, sv_every: int, **extra) -> dict:
+    """What a run of the grid needs from a study's command line (``args``: epochs, val_interval, cfg_options, jobs)."""
+    return dict(
+        seed=seed,
+        epochs=args.epochs,
+        val_interval=args.val_interval,
+        work_dir=work_dir,
+        cfg_options=args.cfg_options,
+        sv_every=sv_every,
+        jobs=args.jobs,
+        **extra,
+    )
+
+
 def run_row(grid: Grid, cell: Cell, spec: dict, threads: int) -> dict:
     """Train one run of the grid (a fresh ``tools/train.py`` process) and return its CSV row."""
     cfg = common.run_config(
@@ -323,16 +337,7 @@ def main(argv=None) -> int:
             if common.run_key(cell, seed, epochs, options) in now or not common.claim(work):
                 print(f'  skipped: {cell} seed {seed} is done or running in another process', flush=True)
                 return
-            spec = dict(
-                seed=seed,
-                epochs=args.epochs,
-                val_interval=args.val_interval,
-                work_dir=work,
-                cfg_options=args.cfg_options,
-                sv_every=args.sv_every,
-                jobs=args.jobs,
-            )
-            row = run_row(grid, grid.by_key[cell], spec, threads)
+            row = run_row(grid, grid.by_key[cell], run_spec(args, seed, work, args.sv_every), threads)
             row['epochs'] = epochs
             common.append_row(csv_path, row, fields(grid))
             print(f'  done: {cell} seed {seed}: {grid.main} {row[grid.main]:.3f} in {row["wall_s"] / 60:.1f} min')

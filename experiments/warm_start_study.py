@@ -245,16 +245,7 @@ def main(argv=None) -> int:
             work = osp.join(args.work_root, common.run_dir(f'{shared}-warm', seed, args.epochs, args.dataset))
             dst = osp.join(work, 'decomposed_backbone.pth')
             meta = decompose(src, shared, dst, args.images, args.cfg_options)
-            spec = dict(
-                seed=seed,
-                epochs=args.epochs,
-                val_interval=args.val_interval,
-                work_dir=work,
-                cfg_options=args.cfg_options,
-                sv_every=20,
-                jobs=args.jobs,
-                init_checkpoint=osp.abspath(dst),
-            )
+            spec = study.run_spec(args, seed, work, 20, init_checkpoint=osp.abspath(dst))
             row = study.run_row(GRID, CELLS[shared], spec, threads)
             row.update(
                 cell=f'{shared}-warm',

@@ -33,11 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--show-dir', help='save images with predictions drawn (under work_dir/<timestamp>/)')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of --show (s)')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (horizontal flip)')
-    parser.add_argument(
-        '--deploy',
-        action='store_true',
-        help='fold the backbone into its deploy form after loading CHECKPOINT (a training checkpoint)',
-    )
+    deploy = 'fold the backbone into its deploy form after loading CHECKPOINT (a training checkpoint)'
+    parser.add_argument('--deploy', action='store_true', help=deploy)
     parser.add_argument(
         '--calibrate',
         nargs=2,

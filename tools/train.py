@@ -25,11 +25,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision (needs a GPU)')
-    parser.add_argument(
-        '--auto-scale-lr',
-        action='store_true',
-        help='scale the lr by (total batch size / auto_scale_lr.base_batch_size)',
-    )
+    scale = 'scale the lr by (total batch size / auto_scale_lr.base_batch_size)'
+    parser.add_argument('--auto-scale-lr', action='store_true', help=scale)
     parser.add_argument(
         '--resume',
         nargs='?',

@@ -85,18 +85,3 @@ def bench_layers(name: str, cfg: dict, settings: Settings, device: torch.device)
             )
         )
     return rows
-
-
-def layer_table(rows: List[dict]) -> List[str]:
-    lines = [
-        '| model | first layer | S->R->T, kernel, stride @ input | MACs ours/plain | factorised+BN ms | '
-        'conv+BN ms | ratio | basis conv at R ms | at R rounded down to 16 ms | plain conv ms |',
-        '|---|---|---|---|---|---|---|---|---|---|',
-    ]
-    for r in rows:
-        lines.append(
-            f'| {r["model"]} | {r["layer"]} | {r["geometry"]} | {r["mac_ratio"]:.2f} | {r["ours_ms"]:.2f} | '
-            f'{r["theirs_ms"]:.2f} | {r["ratio"]:.2f}x | {r["basis_ms"]:.2f} (R={r["rank"]}) | '
-            f'{r["basis16_ms"]:.2f} (R={r["rank16"]}) | {r["plain_conv_ms"]:.2f} |'
-        )
-    return lines

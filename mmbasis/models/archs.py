@@ -75,6 +75,17 @@ _PLAIN_R34 = dict(type='ResNet', depth=34)
 _PLAIN_MBV2 = dict(type=MOBILENET, variant='official', shared_convs=())
 
 
+#: (shared rank, star) -> official parameter counts (backbone only, full ImageNet model) of ResNet34-S{s}U1[*]
+_R34_COUNTS = {
+    (48, True): (11_273_968, 11_786_968),
+    (32, True): (9_249_776, 9_762_776),
+    (16, True): (7_225_584, 7_738_584),
+    (48, False): (8_923_888, 9_436_888),
+    (32, False): (7_683_056, 8_196_056),
+    (16, False): (6_442_224, 6_955_224),
+}
+
+
 def _r34(s: int, star: bool, top1_err: Optional[float] = None, wd: Optional[float] = None) -> PaperModel:
     """ResNet34-S{s}U1[*]: stage ranks (s, 1) x (1, 2, 4, 8); ``*`` = one basis per conv position."""
     bases = 2 if star else 1
@@ -85,22 +96,8 @@ def _r34(s: int, star: bool, top1_err: Optional[float] = None, wd: Optional[floa
         type=RESNET,
         settings=dict(_R34, shared_rank=s, unique_rank=1, basis_sharing='conv' if star else 'stage'),
         official_class=f'ResNet34_{"Double" if star else "Single"}Shared({s}, 1)',
-        params={
-            (48, True): 11_273_968,
-            (32, True): 9_249_776,
-            (16, True): 7_225_584,
-            (48, False): 8_923_888,
-            (32, False): 7_683_056,
-            (16, False): 6_442_224,
-        }[(s, star)],
-        full_params={
-            (48, True): 11_786_968,
-            (32, True): 9_762_776,
-            (16, True): 7_738_584,
-            (48, False): 9_436_888,
-            (32, False): 8_196_056,
-            (16, False): 6_955_224,
-        }[(s, star)],
+        params=_R34_COUNTS[(s, star)][0],
+        full_params=_R34_COUNTS[(s, star)][1],
         shared_params=shared,
         bases_per_family={'conv3x3': 4 * bases},
         stage3_uses=5 if star else 10,

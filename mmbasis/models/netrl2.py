@@ -188,32 +188,21 @@ def _mobilenet_rules(shared_convs: Tuple[str, ...], shared_stages: Tuple[int, ..
             False,
         ),
     ]
-    if len(shared_convs) == 1:
-        rules += [
-            (
-                re.compile(r'^shared_basis_(\d)\.weight$'),
-                lambda m: f'layer{stage_of(m[1])}.shared_basis_expand_conv',
-                False,
-            ),
-            (
-                re.compile(r'^stage([2-6])\.(\d+)\.shared_basis1\.weight$'),
-                lambda m: f'layer{m[1]}.shared_basis_expand_conv',
-                True,
-            ),
-        ]
-    else:
-        rules += [
-            (
-                re.compile(r'^shared_basis_(\d)_([12])\.weight$'),
-                lambda m: f'layer{stage_of(m[1])}.shared_basis_{_MBV2_SHARED[m[2]]}',
-                False,
-            ),
-            (
-                re.compile(r'^stage([2-6])\.(\d+)\.shared_basis([12])\.weight$'),
-                lambda m: f'layer{m[1]}.shared_basis_{_MBV2_SHARED[m[3]]}',
-                True,
-            ),
-        ]
+    # "Shared": one basis per stage (shared_basis_{n}, block copies shared_basis1); "Shared++": two
+    # (shared_basis_{n}_{1,2}, block copies shared_basis{1,2})
+    net, blk = (r'(\d)', r'(1)') if len(shared_convs) == 1 else (r'(\d)_([12])', r'([12])')
+    rules += [
+        (
+            re.compile(rf'^shared_basis_{net}\.weight$'),
+            lambda m: f'layer{stage_of(m[1])}.shared_basis_{_MBV2_SHARED[m[2] if m.lastindex > 1 else "1"]}',
+            False,
+        ),
+        (
+            re.compile(rf'^stage([2-6])\.(\d+)\.shared_basis{blk}\.weight$'),
+            lambda m: f'layer{m[1]}.shared_basis_{_MBV2_SHARED[m[3]]}',
+            True,
+        ),
+    ]
     return rules
 
 

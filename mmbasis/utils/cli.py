@@ -7,7 +7,9 @@ line written for mmdet works unchanged with ours.
 import argparse
 import os
 import os.path as osp
-from typing import Optional
+import sys
+import time
+from typing import Callable, Optional
 
 from mmengine.config import Config, DictAction
 
@@ -109,6 +111,25 @@ def add_tile_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         '--max-tiles', type=int, help='keep only N tiles of each split, spread evenly over it (quick tests)'
     )
+
+
+def run_tiling(tool: str, make: Callable[[], object], errors: tuple = (OSError, ValueError, RuntimeError)) -> int:
+    """Run ``make()`` (a tiling that returns a ``TiledVOC``) for the command ``tool``: its summary and time, or one
+    error line (a refused annotation, or one of ``errors``); the exit status."""
+    from mmbasis.datasets.voc_xml import VOCAnnotationError
+
+    t0 = time.time()
+    try:
+        result = make()
+    except VOCAnnotationError as e:
+        print(f'{tool}: refused annotation: {e}', file=sys.stderr)
+        return 1
+    except errors as e:
+        print(f'{tool}: error: {e}', file=sys.stderr)
+        return 1
+    print('\n'.join(result.summary()))
+    print(f'{tool}: ready in {time.time() - t0:.1f} s')
+    return 0
 
 
 def tile_args(args: argparse.Namespace) -> dict:

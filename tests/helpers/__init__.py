@@ -1,5 +1,8 @@
 """Helpers shared by the tests (a small testing package: tiny configs and runs, a toy detector, data writers)."""
 
+import os
+from contextlib import contextmanager
+
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -55,3 +58,35 @@ def load_tool(relpath: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextmanager
+def umask(mask: int):
+    """The process's umask set to ``mask`` for the block, restored afterwards."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def assert_deploy_build_equals(build, state_dict, x, outputs) -> None:
+    """A backbone built in deploy form (``build()``) takes ``state_dict`` strictly and gives exactly ``outputs`` on
+    ``x``."""
+    deployed = build()
+    deployed.load_state_dict(state_dict, strict=True)
+    deployed.eval()
+    with torch.no_grad():
+        for a, b in zip(outputs, deployed(x)):
+            assert torch.equal(a, b)
+
+
+def untie(convs) -> list:
+    """Give every basis convolution of ``convs`` its own copy of the shared basis it references (a trainable
+    Parameter); the copies, in order. The untied network computes what the tied one does, with one tensor per use."""
+    copies = []
+    for conv in convs:
+        own = torch.nn.Parameter(conv.shared_basis.detach().clone())
+        conv._shared = (own,)
+        copies.append(own)
+    return copies

@@ -27,3 +27,14 @@ class ToyDetector(BaseModel):
 def toy_batch(n: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     return dict(inputs=torch.randn(n, 3, 32, 32, generator=g))
+
+
+def toy_off_orthonormal(scale: float, **backbone) -> ToyDetector:
+    """A toy detector (seed 0) whose shared bases are scaled by ``scale``: away from orthonormal, so that the
+    regulariser has a value and a gradient."""
+    torch.manual_seed(0)
+    model = ToyDetector(**backbone)
+    with torch.no_grad():
+        for p in model.backbone.shared_bases().values():
+            p.mul_(scale)
+    return model

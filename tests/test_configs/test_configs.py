@@ -50,7 +50,7 @@ OUR_HOOKS = ('OrthogonalityRegularizerHook', 'FiniteLossHook')  # the hooks that
 # Faster R-CNN's 1333x800 (VOC: 1000x600) Resize: at these scales the 30 train-and-predict tests took 7.5 minutes on
 # this 2-core machine (batch 1), 5.3 minutes with the Resize scale of those configs reduced as below (the rest of the
 # file adds half a minute). Only the scale changes: pipelines, dataset classes and annotation formats stay the
-# configs'. SSD keeps its 300/512/320, and tools/misc/model_zoo.py runs every zoo model at its real test size.
+# configs'. SSD keeps its 300/512/320, and .dev_scripts/model_zoo.py runs every zoo model at its real test size.
 
 
 def backbone_token(name: str) -> str:

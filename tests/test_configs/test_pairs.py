@@ -1,7 +1,7 @@
 """Every shared-basis config differs from its plain baseline only in the backbone (and the regulariser hook).
 
 A pair is named after its backbone token: ``faster-rcnn_r34-s48u1star-in1k_fpn_1x_coco.py`` is the twin of
-``faster-rcnn_r34-in1k_fpn_1x_coco.py`` (``tools/misc/model_zoo.py``'s ``baseline_of``). Both configs are flattened
+``faster-rcnn_r34-in1k_fpn_1x_coco.py`` (``.dev_scripts/model_zoo.py``'s ``baseline_of``). Both configs are flattened
 (``model.backbone.norm_cfg.type`` ...); everything outside ``model.backbone`` must be equal - data, schedule,
 optimizer, neck, heads, runtime - except the shared one's backbone variables (``shared_backbone``,
 ``in1k_checkpoint``) and its ``custom_hooks``, which must be the baseline's plus the regulariser.

@@ -14,6 +14,9 @@ import sys
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
+#: not shipped: tests, configs and tools (they go in as .mim data), experiments/ (research harnesses; .dev_scripts/,
+#: the maintainer scripts, is no package either): both stay in the source repository
+PACKAGE_EXCLUDE = ('tests', 'tests.*', 'configs', 'tools', 'experiments', 'experiments.*')
 
 
 def read_version() -> str:
@@ -52,7 +55,7 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         license='Apache-2.0',
         python_requires='>=3.9',
-        packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
+        packages=find_packages(exclude=PACKAGE_EXCLUDE),
         include_package_data=True,
         package_data={'mmbasis': ['.mim/configs/**/*.py', '.mim/tools/**/*', '.mim/tools/*']},
         # ranges, not pins (see requirements/runtime.txt); mmcv as mmdet 3.3 asserts it at import

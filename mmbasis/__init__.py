@@ -2,10 +2,10 @@
 
 Importing the package registers every mmbasis module in mmdet's registries (``MODELS``, ``HOOKS``,
 ``DATASETS``) and installs the checkpoint allowlist that lets torch >= 2.6 resume mmengine checkpoints
-with ``weights_only=True`` (see :mod:`mmbasis.utils.checkpoint_compat`).
+with ``weights_only=True`` (see :mod:`mmbasis.compat.checkpoint_allowlist`).
 """
 
-from .utils import install_checkpoint_allowlist
+from .compat import install_checkpoint_allowlist
 from .version import __version__
 
 install_checkpoint_allowlist()

@@ -30,7 +30,7 @@ from mmengine.runner import Runner
 
 import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
 from mmbasis.datasets import generate_shapes_for_config
-from mmbasis.paper_models import plain_counterpart
+from mmbasis.models.archs import plain_counterpart
 from mmbasis.utils import get_config_path
 from mmbasis.utils.cli import load_config
 

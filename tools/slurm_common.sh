@@ -1,5 +1,13 @@
 # The srun command line shared by tools/slurm_train.sh and tools/slurm_test.sh (sourced, not run).
-# Needs PARTITION and JOB_NAME; reads GPUS, GPUS_PER_NODE, CPUS_PER_TASK, SRUN_ARGS, GRES, PYTHON.
+# Reads GPUS, GPUS_PER_NODE, CPUS_PER_TASK, SRUN_ARGS, GRES, PYTHON.
+
+# slurm_need N ARGS_USAGE ARGC: exit 2 with the usage unless ARGC >= N
+slurm_need() {
+    if [ "$3" -lt "$1" ]; then
+        echo "usage: [GPUS=8 GPUS_PER_NODE=8 CPUS_PER_TASK=5 SRUN_ARGS=...] bash $0 PARTITION JOB_NAME $2" >&2
+        exit 2
+    fi
+}
 
 slurm_die() {
     echo "$(basename "$0"): $*" >&2
@@ -10,8 +18,11 @@ slurm_positive_int() {  # slurm_positive_int NAME VALUE
     [[ "$2" =~ ^[1-9][0-9]*$ ]] || slurm_die "$1 must be a positive integer, got '$2'"
 }
 
-# slurm_run SCRIPT ARGS...: srun SCRIPT on GPUS tasks, GPUS_PER_NODE per node, each with CPUS_PER_TASK CPUs.
+# slurm_run PARTITION JOB_NAME SCRIPT ARGS...: srun SCRIPT on GPUS tasks, GPUS_PER_NODE per node, each with
+# CPUS_PER_TASK CPUs.
 slurm_run() {
+    local PARTITION=$1 JOB_NAME=$2
+    shift 2
     local gpus="${GPUS:-8}" per_node="${GPUS_PER_NODE:-8}" cpus="${CPUS_PER_TASK:-5}" gres
     slurm_positive_int GPUS "$gpus"
     slurm_positive_int GPUS_PER_NODE "$per_node"

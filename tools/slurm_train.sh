@@ -12,15 +12,6 @@
 #   MASTER_ADDR (default: the first node of the job, from `scontrol show hostnames`)
 #   PYTHON (python; e.g. PYTHON=.venv/bin/python)
 set -euo pipefail
-if [ $# -lt 4 ]; then
-    echo "usage: [GPUS=8 GPUS_PER_NODE=8 CPUS_PER_TASK=5 SRUN_ARGS=...] bash $0 PARTITION JOB_NAME CONFIG WORK_DIR" \
-        "[tools/train.py args]" >&2
-    exit 2
-fi
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-WORK_DIR=$4
-shift 4
 source "$(dirname "$0")/slurm_common.sh"
-slurm_run "$(dirname "$0")/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm "$@"
+slurm_need 4 "CONFIG WORK_DIR [tools/train.py args]" $#
+slurm_run "$1" "$2" "$(dirname "$0")/train.py" "$3" --work-dir="$4" --launcher=slurm "${@:5}"

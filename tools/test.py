@@ -18,8 +18,10 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
+from mmbasis.compat import setup_cpu_distributed, shutdown_distributed
+from mmbasis.deploy import apply_deploy_meta
 from mmbasis.utils import CheckpointFormatError
-from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed, shutdown_distributed
+from mmbasis.utils.cli import add_common_args, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,11 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--show-dir', help='save images with predictions drawn (under work_dir/<timestamp>/)')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of --show (s)')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (horizontal flip)')
-    parser.add_argument(
-        '--deploy',
-        action='store_true',
-        help='fold the backbone into its deploy form after loading CHECKPOINT (a training checkpoint)',
-    )
+    deploy = 'fold the backbone into its deploy form after loading CHECKPOINT (a training checkpoint)'
+    parser.add_argument('--deploy', action='store_true', help=deploy)
     parser.add_argument(
         '--calibrate',
         nargs=2,
@@ -82,26 +81,6 @@ def enable_flip_tta(cfg: Config) -> Config:
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     return cfg
-
-
-def apply_deploy_meta(cfg: Config, checkpoint: str) -> None:
-    """A deploy checkpoint (``tools/model_converters/switch_to_deploy.py``) needs the deploy structure: set
-    ``model.backbone.deploy`` (and the measured ``deploy_forms``) from its ``meta``, and say so."""
-    from mmbasis.utils import load_weights_only
-
-    raw = load_weights_only(checkpoint)
-    meta = raw.get('meta', {}) if isinstance(raw, dict) else {}
-    if not (isinstance(meta, dict) and meta.get('deploy')):
-        return
-    backbone = cfg.model.get('backbone', {})
-    backbone['deploy'] = True
-    if meta.get('deploy_forms'):
-        backbone['deploy_forms'] = dict(meta['deploy_forms'])
-    print_log(
-        f'{checkpoint} is a deploy checkpoint: building the backbone with deploy=True'
-        + (f' and its {len(meta["deploy_forms"])} measured deploy forms' if meta.get('deploy_forms') else ''),
-        logger='current',
-    )
 
 
 def main(argv=None) -> None:

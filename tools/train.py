@@ -5,7 +5,7 @@
 
 ``--resume`` without a path resumes from the latest checkpoint of the work dir (``last_checkpoint``).
 Full training checkpoints load with ``weights_only=True`` on torch >= 2.6 thanks to the allowlist that
-``import mmbasis`` installs (mmbasis/utils/checkpoint_compat.py).
+``import mmbasis`` installs (mmbasis/compat/checkpoint_allowlist.py).
 """
 
 import argparse
@@ -16,19 +16,17 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
+from mmbasis.compat import setup_cpu_distributed, shutdown_distributed
 from mmbasis.engine import NonFiniteLossError
-from mmbasis.utils.cli import add_common_args, load_config, setup_cpu_distributed, shutdown_distributed
+from mmbasis.utils.cli import add_common_args, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision (needs a GPU)')
-    parser.add_argument(
-        '--auto-scale-lr',
-        action='store_true',
-        help='scale the lr by (total batch size / auto_scale_lr.base_batch_size)',
-    )
+    scale = 'scale the lr by (total batch size / auto_scale_lr.base_batch_size)'
+    parser.add_argument('--auto-scale-lr', action='store_true', help=scale)
     parser.add_argument(
         '--resume',
         nargs='?',

@@ -2,13 +2,7 @@
 # faster-rcnn_r101_fpn_1x_coco.py unchanged, plus the mmbasis runtime. The baseline of
 # faster-rcnn_r101-shared-in1k_fpn_1x_coco.py (only the backbone differs). mmdet's recipe for an ImageNet backbone:
 # frozen_stages=1, norm_eval=True.
-_base_ = 'mmdet::faster_rcnn/faster-rcnn_r101_fpn_1x_coco.py'
+# mmdet's faster-rcnn_r101_fpn_1x_coco.py is its r50 config with this backbone: so is this one, on ours.
+_base_ = './faster-rcnn_r50-in1k_fpn_1x_coco.py'
 
-# mmbasis runtime (the same in every config of the pair)
-custom_imports = dict(imports=['mmbasis'], allow_failed_imports=False)
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
-log_processor = dict(type='ReadableLogProcessor')
-custom_hooks = [dict(type='FiniteLossHook')]
-# exact --resume: training workers restart every epoch (persistent ones carry their random state across epochs,
-# which no checkpoint can restore; the cost is the workers' start-up once per epoch)
-train_dataloader = dict(persistent_workers=False)
+model = dict(backbone=dict(depth=101, init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet101')))

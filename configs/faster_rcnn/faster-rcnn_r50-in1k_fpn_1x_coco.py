@@ -2,10 +2,9 @@
 # faster-rcnn_r50_fpn_1x_coco.py unchanged, plus the mmbasis runtime. The baseline of
 # faster-rcnn_r50-shared-in1k_fpn_1x_coco.py and faster-rcnn_r50-shared++-in1k_fpn_1x_coco.py (only the backbone
 # differs). mmdet's recipe for an ImageNet backbone: frozen_stages=1, norm_eval=True.
-_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', '../_base_/mmbasis_imports.py']
 
 # mmbasis runtime (the same in every config of the pair)
-custom_imports = dict(imports=['mmbasis'], allow_failed_imports=False)
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 log_processor = dict(type='ReadableLogProcessor')
 custom_hooks = [dict(type='FiniteLossHook')]

@@ -2,18 +2,9 @@
 # repeated dataset = 1x, VOC2007 test, VOC mAP) with a plain ResNet-34 starting from torchvision's ImageNet weights:
 # the baseline of faster-rcnn_r34-s48u1star-in1k_fpn_1x_voc0712.py (only the backbone differs). mmdet's recipe for an
 # ImageNet backbone: frozen_stages=1, norm_eval=True.
-_base_ = 'mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py'
+_base_ = './faster-rcnn_r50-in1k_fpn_1x_voc0712.py'
 
 model = dict(
     backbone=dict(depth=34, init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet34')),
     neck=dict(in_channels=[64, 128, 256, 512]),
 )  # BasicBlock stages: 64, 128, 256, 512 channels
-
-# mmbasis runtime (the same in every config of the pair)
-custom_imports = dict(imports=['mmbasis'], allow_failed_imports=False)
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
-log_processor = dict(type='ReadableLogProcessor')
-custom_hooks = [dict(type='FiniteLossHook')]
-# exact --resume: training workers restart every epoch (persistent ones carry their random state across epochs,
-# which no checkpoint can restore; the cost is the workers' start-up once per epoch)
-train_dataloader = dict(persistent_workers=False)

@@ -2,10 +2,9 @@
 # pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py unchanged (4 epochs of the 3x repeated dataset = 1x, VOC2007 test,
 # VOC mAP), plus the mmbasis runtime. The baseline of faster-rcnn_r50-shared-in1k_fpn_1x_voc0712.py (only the
 # backbone differs).
-_base_ = 'mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py'
+_base_ = ['mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py', '../_base_/mmbasis_imports.py']
 
 # mmbasis runtime (the same in every config of the pair)
-custom_imports = dict(imports=['mmbasis'], allow_failed_imports=False)
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 log_processor = dict(type='ReadableLogProcessor')
 custom_hooks = [dict(type='FiniteLossHook')]

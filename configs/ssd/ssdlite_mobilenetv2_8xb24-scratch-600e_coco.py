@@ -3,12 +3,11 @@
 # FixedSSDHead (= mmdet's SSDHead whose predict() works on mmdet 3.3.0, mmdetection#11780) and the mmbasis runtime.
 # The baseline of ssdlite_mobilenetv2-shared_8xb24-scratch-600e_coco.py and
 # ssdlite_mobilenetv2-shared++_8xb24-scratch-600e_coco.py (only the backbone differs).
-_base_ = 'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'
+_base_ = ['mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py', '../_base_/mmbasis_imports.py']
 
 model = dict(bbox_head=dict(type='FixedSSDHead'))
 
 # mmbasis runtime (the same in every config of the pair)
-custom_imports = dict(imports=['mmbasis'], allow_failed_imports=False)
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 log_processor = dict(type='ReadableLogProcessor')
 custom_hooks = _base_.custom_hooks + [dict(type='FiniteLossHook')]

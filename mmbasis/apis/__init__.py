@@ -1,27 +1,7 @@
-"""APIs beyond the registered modules: decomposing a plain pretrained ResNet into shared filter bases,
-choosing deploy forms by measurement, ONNX export (``mmbasis.apis.onnx_export``, optional packages)."""
+"""Deprecated: the decomposition moved to :mod:`mmbasis.decompose`, the deploy forms to :mod:`mmbasis.deploy`."""
 
-from .decompose import (
-    PLAIN_LAYOUTS,
-    calibration_batch,
-    decompose_checkpoint,
-    decompose_resnet,
-    extract_plain_backbone,
-    format_report,
-    load_plain_checkpoint,
-    target_backbone_cfg,
+from ..utils.deprecation import forward_module
+
+__getattr__ = forward_module(
+    __name__, dict.fromkeys(('calibrate_deploy_forms', 'format_choices'), 'mmbasis.deploy'), default='mmbasis.decompose'
 )
-from .deploy_calibration import calibrate_deploy_forms, format_choices
-
-__all__ = [
-    'PLAIN_LAYOUTS',
-    'calibrate_deploy_forms',
-    'calibration_batch',
-    'decompose_checkpoint',
-    'decompose_resnet',
-    'extract_plain_backbone',
-    'format_choices',
-    'format_report',
-    'load_plain_checkpoint',
-    'target_backbone_cfg',
-]

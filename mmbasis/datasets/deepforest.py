@@ -162,17 +162,10 @@ class DeepForestTreesDataset(VOCDataset):
         max_tiles: Optional[int] = None,
         **kwargs,
     ) -> None:
+        tiling = {k: v for k, v in locals().items() if k in TILE_DEFAULTS}  # the tiling arguments, as given
         if split not in ('train', 'val', 'test'):
             raise ValueError(f"split={split!r} is not allowed: choose one of ('train', 'val', 'test')")
-        make_deepforest_voc(
-            data_root,
-            tile_size=tile_size,
-            train_overlap=train_overlap,
-            min_visible=min_visible,
-            below_min_visible=below_min_visible,
-            jpeg_quality=jpeg_quality,
-            max_tiles=max_tiles,
-        )
+        make_deepforest_voc(data_root, **tiling)
         kwargs.setdefault('ann_file', f'{FOLDER}/ImageSets/Main/{split}.txt')
         kwargs.setdefault('data_prefix', dict(sub_data_root=f'{FOLDER}/'))
         super().__init__(data_root=data_root, **kwargs)

@@ -15,7 +15,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import Dict, Iterator, List, Mapping
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -50,19 +50,29 @@ def _iou(a: List[float], b: List[float]) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
+def _place(
+    rng: np.random.Generator, size: int, sides: Tuple[int, int], boxes: List[List[float]], max_iou: float
+) -> Optional[List[float]]:
+    """A box ``[x, y, w, h]`` with sides in ``sides`` (inclusive) overlapping every box of ``boxes`` by less than
+    ``max_iou``, in at most 20 draws from ``rng``; None when none fits."""
+    for _attempt in range(20):
+        w, h = (int(v) for v in rng.integers(sides[0], sides[1] + 1, size=2))
+        x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
+        box = [float(x), float(y), float(w), float(h)]
+        if all(_iou(box, b) < max_iou for b in boxes):
+            return box
+    return None
+
+
 def _draw_image(rng: np.random.Generator, size: int, max_objects: int):
     img = _background(rng, size)
     boxes: List[List[float]] = []
     labels: List[int] = []
     for _ in range(int(rng.integers(1, max_objects + 1))):
-        for _attempt in range(20):
-            w, h = (int(v) for v in rng.integers(int(size * 0.15), int(size * 0.45) + 1, size=2))
-            x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
-            box = [float(x), float(y), float(w), float(h)]
-            if all(_iou(box, b) < 0.2 for b in boxes):
-                break
-        else:
+        box = _place(rng, size, (int(size * 0.15), int(size * 0.45)), boxes, max_iou=0.2)
+        if box is None:
             continue
+        x, y, w, h = (int(v) for v in box)
         label = int(rng.integers(0, len(SHAPES_CLASSES)))
         color = tuple(int(c) for c in rng.integers(0, 256, size=3))
         if label == 0:
@@ -132,14 +142,10 @@ def _draw_image_hard(rng: np.random.Generator, size: int, max_objects: int):
     boxes: List[List[float]] = []
     labels: List[int] = []
     for _ in range(int(rng.integers(2, max(2, max_objects) + 1))):
-        for _attempt in range(20):
-            w, h = (int(v) for v in rng.integers(max(4, int(size * 0.06)), int(size * 0.4) + 1, size=2))
-            x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
-            box = [float(x), float(y), float(w), float(h)]
-            if all(_iou(box, b) < 0.6 for b in boxes):
-                break
-        else:
+        box = _place(rng, size, (max(4, int(size * 0.06)), int(size * 0.4)), boxes, max_iou=0.6)
+        if box is None:
             continue
+        x, y, w, h = (int(v) for v in box)
         label = int(rng.integers(0, len(HARD_CLASSES)))
         local = img[y : y + h, x : x + w].reshape(-1, 3).mean(0)
         offset = rng.normal(0, 1, size=3)
@@ -174,15 +180,9 @@ def generate_shapes_split(
     check_int('seed', seed, 0)
     check_int('max_objects', max_objects, 1, 20)
     check_choice('variant', variant, VARIANTS)
-    meta = dict(
-        format_version=_FORMAT_VERSION,
-        split=split,
-        num_images=num_images,
-        img_size=img_size,
-        seed=seed,
-        max_objects=max_objects,
-        classes=list(SHAPES_CLASSES if variant == 'default' else HARD_CLASSES),
-    )
+    # what the split is made from (compared with an existing split's), in the order meta.json has always had
+    meta = dict(format_version=_FORMAT_VERSION, split=split, num_images=num_images, img_size=img_size, seed=seed)
+    meta.update(max_objects=max_objects, classes=list(SHAPES_CLASSES if variant == 'default' else HARD_CLASSES))
     if variant != 'default':  # the default's meta (and so its existing data on disk) stays as it was
         meta['variant'] = variant
     target = osp.join(root, split)

@@ -1,6 +1,5 @@
-"""Utilities: checkpoint loading on torch >= 2.6 and checkpoint I/O, config lookup, argument checks."""
+"""Utilities: checkpoint I/O, the state-dict mismatch report, config lookup, argument checks, deprecations."""
 
-from .checkpoint_compat import checkpoint_safe_globals, globals_needing_allowlist, install_checkpoint_allowlist
 from .checkpoint_io import (
     CheckpointFormatError,
     load_weights_only,
@@ -10,11 +9,18 @@ from .checkpoint_io import (
     strip_module_prefix,
 )
 from .config_path import get_config_path
+from .deprecation import forward_module
+from .state_dict import KeyMismatch, compare_keys
+
+# moved to mmbasis.compat (the torch >= 2.6 checkpoint allowlist)
+__getattr__ = forward_module(
+    __name__,
+    dict.fromkeys(
+        ('checkpoint_safe_globals', 'globals_needing_allowlist', 'install_checkpoint_allowlist'), 'mmbasis.compat'
+    ),
+)
 
 __all__ = [
-    'checkpoint_safe_globals',
-    'globals_needing_allowlist',
-    'install_checkpoint_allowlist',
     'CheckpointFormatError',
     'load_weights_only',
     'same_file',
@@ -22,4 +28,6 @@ __all__ = [
     'split_checkpoint',
     'strip_module_prefix',
     'get_config_path',
+    'KeyMismatch',
+    'compare_keys',
 ]

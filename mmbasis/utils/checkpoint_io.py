@@ -43,6 +43,23 @@ def load_weights_only(path: str) -> Any:
         ) from e
 
 
+def load_meta(path: str) -> dict:
+    """The ``meta`` dict of an mmengine checkpoint (``{}`` when it has none), without reading its tensors.
+
+    The file is memory-mapped (``torch.load(mmap=True)``; tensors are not read from disk unless touched), so reading
+    the meta of a large checkpoint costs little. Files in torch's legacy (non-zip) format are read whole. Raises
+    what :func:`load_weights_only` raises.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f'checkpoint path must be a str or os.PathLike, got {type(path).__name__}')
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    except Exception:  # not a zip-format file (or not a checkpoint at all): the full load says which
+        checkpoint = load_weights_only(path)
+    meta = checkpoint.get('meta') if isinstance(checkpoint, Mapping) else None
+    return dict(meta) if isinstance(meta, Mapping) else {}
+
+
 def same_file(a: str, b: str) -> bool:
     """True when paths ``a`` and ``b`` name the same file (existing or not)."""
     if osp.exists(a) and osp.exists(b):

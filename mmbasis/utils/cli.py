@@ -5,16 +5,20 @@ line written for mmdet works unchanged with ours.
 """
 
 import argparse
-import gc
 import os
 import os.path as osp
-import subprocess
-from datetime import timedelta
-from typing import Optional
+import sys
+import time
+from typing import Callable, Optional
 
-import torch
-import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
+
+from .deprecation import forward_module
+
+# moved to mmbasis.compat.distributed (they work around mmengine's and torch's distributed set-up)
+__getattr__ = forward_module(
+    __name__, dict.fromkeys(('setup_cpu_distributed', 'shutdown_distributed', 'slurm_environment'), 'mmbasis.compat')
+)
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -75,96 +79,6 @@ def load_config(
     return cfg
 
 
-def slurm_environment() -> dict:
-    """The ``torch.distributed`` environment of a task started by ``srun``, as mmengine's slurm launcher derives it.
-
-    ``RANK`` = ``SLURM_PROCID``, ``WORLD_SIZE`` = ``SLURM_NTASKS``, ``LOCAL_RANK`` = ``SLURM_LOCALID``;
-    ``MASTER_PORT`` and ``MASTER_ADDR`` are kept when set, else 29500 and the first host of ``SLURM_NODELIST``
-    (``scontrol show hostnames``). Raises ``SystemExit`` naming what is missing.
-    """
-    missing = [k for k in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST') if k not in os.environ]
-    if missing:
-        raise SystemExit(
-            f'error: --launcher slurm needs the environment srun sets ({", ".join(missing)} missing): '
-            'start with tools/slurm_train.sh / tools/slurm_test.sh or srun'
-        )
-    env = dict(
-        RANK=os.environ['SLURM_PROCID'],
-        WORLD_SIZE=os.environ['SLURM_NTASKS'],
-        LOCAL_RANK=os.environ.get('SLURM_LOCALID', '0'),
-        MASTER_PORT=os.environ.get('MASTER_PORT', '29500'),
-    )
-    if 'MASTER_ADDR' in os.environ:
-        env['MASTER_ADDR'] = os.environ['MASTER_ADDR']
-    else:
-        nodes = os.environ['SLURM_NODELIST']
-        try:
-            proc = subprocess.run(['scontrol', 'show', 'hostnames', nodes], capture_output=True, text=True, timeout=60)
-        except OSError as e:
-            raise SystemExit(
-                f'error: cannot run scontrol to find the first node of {nodes!r} ({e}); set MASTER_ADDR'
-            ) from None
-        hosts = proc.stdout.split()
-        if proc.returncode != 0 or not hosts:
-            raise SystemExit(
-                f'error: `scontrol show hostnames {nodes}` failed ({proc.stderr.strip()!r}); set MASTER_ADDR'
-            )
-        env['MASTER_ADDR'] = hosts[0]
-    return env
-
-
-def setup_cpu_distributed(cfg: Config) -> bool:
-    """Make ``--launcher pytorch`` / ``slurm`` work on a machine without CUDA (gloo instead of nccl); no-op otherwise.
-
-    mmengine 0.10.7 always calls ``torch.cuda.set_device`` when it initialises a ``pytorch`` or ``slurm`` launch
-    and wraps the model in DDP with ``device_ids=[LOCAL_RANK]``; both fail without a GPU. Here the process group
-    is initialised with gloo from torchrun's environment (or, for slurm, from srun's: :func:`slurm_environment`,
-    exported like mmengine does) and mmengine then skips its own initialisation; the wrapper gets
-    ``device_ids=None`` (CPU DDP). Returns True when it did so.
-    """
-    launcher = cfg.get('launcher', 'none')
-    if launcher not in ('pytorch', 'slurm') or torch.cuda.is_available():
-        return False
-    if launcher == 'slurm':
-        os.environ.update(slurm_environment())
-    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
-    if missing:
-        raise SystemExit(
-            f'error: --launcher pytorch needs the environment torchrun sets ({", ".join(missing)} '
-            'missing): start with tools/dist_train.sh / tools/dist_test.sh or torchrun'
-        )
-    # assigned back: ``Config.setdefault`` returns a plain dict that a missing ``env_cfg`` is not stored as
-    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}), backend='gloo')
-    cfg.env_cfg = dict(cfg.get('env_cfg', {}), dist_cfg=dist_cfg)
-    if not torch_dist.is_initialized():
-        timeout = dist_cfg.get('timeout')
-        torch_dist.init_process_group(
-            backend='gloo', **({} if timeout is None else dict(timeout=timedelta(seconds=timeout)))
-        )
-    wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel',
-        broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False),
-    )
-    wrapper['device_ids'] = None
-    cfg.model_wrapper_cfg = wrapper
-    return True
-
-
-def shutdown_distributed() -> None:
-    """End a distributed run cleanly: wait for every rank, then destroy the default process group.
-
-    Call it after the runner (and the DDP wrapper holding the group) has been released. Otherwise the
-    gloo process group dies in the interpreter's exit, in whatever order the ranks reach it; with torch
-    2.14 that intermittently aborts a rank that had finished its work ("terminate called without an
-    active exception": a joinable native thread destroyed at exit). A no-op without a process group.
-    """
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        gc.collect()  # drop the released DDP wrapper (and its reference to the group) now, not at exit
-        torch_dist.barrier()
-        torch_dist.destroy_process_group()
-
-
 def add_tile_args(parser: argparse.ArgumentParser) -> None:
     """The tiling flags of the dataset tools (``mmbasis.datasets.make_tiled_voc``'s arguments, same defaults)."""
     from mmbasis.datasets.voc_tiles import BELOW_MIN_VISIBLE, TILE_DEFAULTS
@@ -197,6 +111,25 @@ def add_tile_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         '--max-tiles', type=int, help='keep only N tiles of each split, spread evenly over it (quick tests)'
     )
+
+
+def run_tiling(tool: str, make: Callable[[], object], errors: tuple = (OSError, ValueError, RuntimeError)) -> int:
+    """Run ``make()`` (a tiling that returns a ``TiledVOC``) for the command ``tool``: its summary and time, or one
+    error line (a refused annotation, or one of ``errors``); the exit status."""
+    from mmbasis.datasets.voc_xml import VOCAnnotationError
+
+    t0 = time.time()
+    try:
+        result = make()
+    except VOCAnnotationError as e:
+        print(f'{tool}: refused annotation: {e}', file=sys.stderr)
+        return 1
+    except errors as e:
+        print(f'{tool}: error: {e}', file=sys.stderr)
+        return 1
+    print('\n'.join(result.summary()))
+    print(f'{tool}: ready in {time.time() - t0:.1f} s')
+    return 0
 
 
 def tile_args(args: argparse.Namespace) -> dict:

@@ -2,6 +2,11 @@
 
 from typing import Any, Iterable, Optional, Sequence
 
+from .deprecation import forward_module
+
+# moved to mmbasis.utils.docs (generated blocks of docs pages)
+__getattr__ = forward_module(__name__, {'replace_marked_block': 'mmbasis.utils.docs'})
+
 
 def brief(items: Iterable[Any], limit: int = 6) -> str:
     """``'a, b, c, ... (N in total)'``: the first ``limit`` items of a listing for an error message."""
@@ -56,16 +61,3 @@ def check_distinct(name: str, value: Any, allowed: Sequence[Any], allow_empty: b
             + (f'; {hint}' if hint else '')
         )
     return tuple(value)
-
-
-def replace_marked_block(text: str, marker: str, body: str, where: str = 'the file') -> str:
-    """``text`` with everything between the lines ``<!-- {marker}:start -->`` and ``<!-- {marker}:end -->``
-    replaced by ``body`` (how the tools write generated tables into README files); ``ValueError`` naming
-    ``where`` unless the text holds exactly one such pair, in that order."""
-    start, end = f'<!-- {marker}:start -->', f'<!-- {marker}:end -->'
-    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
-        raise ValueError(
-            f'{where} must contain one {start} line followed by one {end} line (generated text goes there)'
-        )
-    head, rest = text.split(start)
-    return f'{head}{start}\n{body}\n{end}{rest.split(end)[1]}'

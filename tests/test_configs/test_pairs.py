@@ -1,7 +1,7 @@
 """Every shared-basis config differs from its plain baseline only in the backbone (and the regulariser hook).
 
 A pair is named after its backbone token: ``faster-rcnn_r34-s48u1star-in1k_fpn_1x_coco.py`` is the twin of
-``faster-rcnn_r34-in1k_fpn_1x_coco.py`` (``tools/misc/model_zoo.py``'s ``baseline_of``). Both configs are flattened
+``faster-rcnn_r34-in1k_fpn_1x_coco.py`` (``.dev_scripts/model_zoo.py``'s ``baseline_of``). Both configs are flattened
 (``model.backbone.norm_cfg.type`` ...); everything outside ``model.backbone`` must be equal - data, schedule,
 optimizer, neck, heads, runtime - except the shared one's backbone variables (``shared_backbone``,
 ``in1k_checkpoint``) and its ``custom_hooks``, which must be the baseline's plus the regulariser.
@@ -13,16 +13,15 @@ from typing import Dict, List, Tuple
 import pytest
 from mmengine.config import Config
 
-from tests.helpers import load_tool
+from tests.helpers import REGULARISER, load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = REPO / 'configs'
 CONFIGS = sorted(p for p in ROOT.rglob('*.py') if '_base_' not in p.parts)
-baseline_of = load_tool('tools/misc/model_zoo.py').baseline_of
+baseline_of = load_tool('.dev_scripts/model_zoo.py').baseline_of
 PAIRS: List[Tuple[Path, Path]] = [
     (p, p.with_name(f'{baseline_of(p.stem)}.py')) for p in CONFIGS if baseline_of(p.stem) is not None
 ]
-REGULARISER = dict(type='OrthogonalityRegularizerHook', loss_weight=10.0)
 BACKBONE_VARIABLES = ('shared_backbone', 'in1k_checkpoint')  # defined by configs/_base_/backbones/*.py
 
 
@@ -37,8 +36,9 @@ def flatten(value, prefix: str = '') -> Dict[str, object]:
 
 def test_pairs_exist():
     folders = [p.parent.name for p, _ in PAIRS]
-    # faster_rcnn: 5 ImageNet + 1 scratch; ssd: SSD300 x2, SSD512, SSDLite x2; pascal_voc: 2 Faster R-CNN + SSD300
-    assert {f: folders.count(f) for f in set(folders)} == dict(faster_rcnn=6, ssd=5, pascal_voc=3, shapes=3)
+    # faster_rcnn: 5 ImageNet + 1 scratch; ssd: SSD300 x2, SSD512, SSDLite x2; pascal_voc: 2 Faster R-CNN + SSD300;
+    # shapes: S16U1, the paper S48U1* and S16U1*, the aligned S47U1* and S15U1*
+    assert {f: folders.count(f) for f in set(folders)} == dict(faster_rcnn=6, ssd=5, pascal_voc=3, shapes=5)
     missing = [b.relative_to(ROOT).as_posix() for _, b in PAIRS if not b.is_file()]
     assert not missing, f'shared-basis configs without their baseline: {missing}'
 

@@ -20,8 +20,8 @@ from mmengine.runner import Runner
 
 from mmbasis.datasets import make_deepforest_voc
 from mmbasis.datasets.deepforest import FOLDER, TREE_CLASSES
-from tests.test_configs.test_configs import CONFIGS, ROOT, quiet_logger, shrink
-from tests.test_configs.tiny_data import dataset_cfgs
+from tests.helpers.tiny_data import CONFIG_ROOT as ROOT
+from tests.helpers.tiny_data import CONFIGS, dataset_cfgs, quiet_logger, shrink
 
 VOC_CONFIGS = [c for c in CONFIGS if c.startswith('pascal_voc/')]
 TILES = 4

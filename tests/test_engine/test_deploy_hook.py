@@ -48,21 +48,3 @@ def test_a_backbone_without_deploy_form_is_an_error():
     model.backbone = MODELS.build(dict(type='ResNet', depth=18))
     with pytest.raises(TypeError, match='the backbone ResNet has no switch_to_deploy'):
         HOOKS.build(dict(type='SwitchToDeployHook')).before_test(SimpleNamespace(model=model))
-
-
-def test_test_tool_needs_deploy_for_calibrate(tmp_path):
-    from tests.helpers import load_tool
-
-    ckpt = tmp_path / 'x.pth'
-    ckpt.write_bytes(b'')
-    with pytest.raises(SystemExit, match='--calibrate chooses deploy forms: it needs --deploy'):
-        load_tool('tools/test.py').main([CONFIG, str(ckpt), '--calibrate', '64', '64'])
-
-
-def test_test_tool_names_an_unreadable_checkpoint(tmp_path):
-    from tests.helpers import load_tool
-
-    ckpt = tmp_path / 'broken.pth'
-    ckpt.write_bytes(b'not a checkpoint')
-    with pytest.raises(SystemExit, match=r"error: '.*broken.pth' is not a PyTorch checkpoint"):
-        load_tool('tools/test.py').main([CONFIG, str(ckpt)])

@@ -9,7 +9,7 @@ from mmengine.logging import MessageHub
 
 from mmbasis.engine import FiniteLossHook, NonFiniteLossError
 from mmbasis.engine.hooks.finite_loss_hook import non_finite_terms
-from tests.toy import ToyDetector, toy_batch
+from tests.helpers.toy import ToyDetector, toy_batch
 
 INF, NAN = float('inf'), float('nan')
 

@@ -30,7 +30,7 @@ from mmengine.optim import OptimWrapper
 
 from mmbasis.engine import OrthogonalityRegularizerHook
 from tests.helpers import free_port
-from tests.toy import ToyDetector, toy_batch
+from tests.helpers.toy import ToyDetector, toy_batch
 
 STEPS, TOTAL_BATCH, LAMBDA = 3, 4, 10.0
 TWO_GPUS = pytest.mark.skipif(
@@ -123,15 +123,22 @@ def _mismatches(a: dict, b: dict) -> list:
     return [k for k in a if not torch.allclose(a[k].double(), b[k].double(), rtol=1e-4, atol=1e-6)]
 
 
+def _one_process_and_two_gpus(norm_eval: bool, sync_bn: bool):
+    """(initial state, one process's state and logged loss_orth, the DDP run's outputs) from one start; the two
+    training states must agree."""
+    init = _init(norm_eval=norm_eval)
+    single, single_logged = _single(init, norm_eval=norm_eval)
+    ddp = _ddp(init, sync_bn=sync_bn, norm_eval=norm_eval)
+    assert not _mismatches(single, ddp['state'])
+    return init, single, single_logged, ddp
+
+
 @pytest.mark.gpu
 @pytest.mark.slow
 @TWO_GPUS
 def test_ddp_over_nccl_with_the_regulariser_matches_one_process():
-    init = _init(norm_eval=True)
-    single, single_logged = _single(init, norm_eval=True)
-    ddp = _ddp(init, sync_bn=False, norm_eval=True)
+    init, single, single_logged, ddp = _one_process_and_two_gpus(norm_eval=True, sync_bn=False)
     assert ddp['loss_orth'].tolist() == pytest.approx(single_logged, rel=1e-5) and single_logged[0] > 0
-    assert not _mismatches(single, ddp['state'])
     assert not torch.equal(single['backbone.layer2.shared_basis'], init['backbone.layer2.shared_basis'])
 
 
@@ -139,11 +146,8 @@ def test_ddp_over_nccl_with_the_regulariser_matches_one_process():
 @pytest.mark.slow
 @TWO_GPUS
 def test_syncbn_on_two_gpus_matches_batchnorm_on_the_whole_batch():
-    init = _init(norm_eval=False)
-    single, _ = _single(init, norm_eval=False)
-    synced = _ddp(init, sync_bn=True, norm_eval=False)
+    init, single, _, synced = _one_process_and_two_gpus(norm_eval=False, sync_bn=True)
     assert synced['norm_types'] == ['SyncBatchNorm']  # every norm of the backbone, factorised convs included
-    assert not _mismatches(single, synced['state'])
     # without SyncBN each GPU normalises its own half: the same comparison sees the difference
     unsynced = _ddp(init, sync_bn=False, norm_eval=False)
     assert unsynced['norm_types'] == ['BatchNorm2d']

@@ -13,7 +13,7 @@ from mmengine.optim import OptimWrapper
 from mmbasis.engine import OrthogonalityRegularizerHook
 from mmbasis.models import orthogonality_loss
 from tests.helpers import free_port
-from tests.toy import ToyDetector, toy_batch
+from tests.helpers.toy import ToyDetector, toy_batch, toy_off_orthonormal
 
 LAMBDA = 10.0
 
@@ -98,11 +98,7 @@ def test_only_in_loss_mode(monkeypatch):
 
 
 def test_second_before_train_does_not_stack_the_term():
-    torch.manual_seed(0)
-    model = ToyDetector(shared_rank=3)
-    with torch.no_grad():
-        for p in model.backbone.shared_bases().values():
-            p.mul_(1.2)
+    model = toy_off_orthonormal(1.2, shared_rank=3)
     expected = LAMBDA * reference_l_orth(model.backbone.basis_groups()).item()
     hook = _attach(model)
     hook.before_train(SimpleNamespace(model=model))  # e.g. runner.train() called again
@@ -134,11 +130,7 @@ def test_float32_under_autocast_and_through_a_loss_scaler():
     """CPU stand-in for AMP: bfloat16 autocast around forward (as AmpOptimWrapper.optim_context) and a
     GradScaler: loss_orth stays float32, equals the float32 value, and its gradient goes through the scaler
     with the task loss (same gradients after unscaling as without the scaler)."""
-    torch.manual_seed(0)
-    model = ToyDetector(shared_rank=3)
-    with torch.no_grad():
-        for p in model.backbone.shared_bases().values():
-            p.mul_(1.3)
+    model = toy_off_orthonormal(1.3, shared_rank=3)
     expected = LAMBDA * reference_l_orth(model.backbone.basis_groups()).item()
     _attach(model)
     grads = []
@@ -163,11 +155,7 @@ def test_float32_under_autocast_and_through_a_loss_scaler():
 
 
 def _one_update(accumulative_counts: int, regularise: bool = True):
-    torch.manual_seed(0)
-    model = ToyDetector(shared_rank=3)
-    with torch.no_grad():
-        for p in model.backbone.shared_bases().values():
-            p.mul_(1.5)
+    model = toy_off_orthonormal(1.5, shared_rank=3)
     if regularise:
         _attach(model)
     before = {n: p.detach().clone() for n, p in model.backbone.shared_bases().items()}
@@ -247,11 +235,7 @@ def _ddp_worker(rank: int, world: int, port: int, init_state: dict, out_file: st
 def test_two_process_ddp_matches_single_process():
     """BatchNorms are frozen (norm_eval=True: running statistics, identical on every rank), so the only
     difference between the runs is how the batch is split; gradients are averaged by DDP."""
-    torch.manual_seed(0)
-    model = ToyDetector(norm_eval=True)
-    with torch.no_grad():
-        for p in model.backbone.shared_bases().values():
-            p.mul_(1.2)
+    model = toy_off_orthonormal(1.2, norm_eval=True)
     init = copy.deepcopy(model.state_dict())
     single = ToyDetector(norm_eval=True)
     single.load_state_dict(init)

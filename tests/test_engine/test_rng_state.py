@@ -13,6 +13,7 @@ from mmengine.dataset import DefaultSampler
 from mmengine.dataset import worker_init_fn as mmengine_worker_init_fn
 from torch.utils.data import DataLoader
 
+from mmbasis.compat.mmengine_loops import RestoreAfterSkip
 from mmbasis.engine.hooks import rng_state as rs
 
 
@@ -100,7 +101,7 @@ def test_another_world_size_is_not_restored_and_says_so(warnings):
 def test_restore_after_skip_restores_after_exactly_the_skipped_batches():
     state = rs.rng_state()
     expected = _draws()
-    iterator = rs.RestoreAfterSkip(iter(range(5)), 2, state)
+    iterator = RestoreAfterSkip(iter(range(5)), 2, lambda: rs.set_rng_state(state))
     assert next(iterator) == 0
     _draws()
     assert next(iterator) == 1  # the last skipped batch: restored after it

@@ -1,33 +1,32 @@
 """tools/analysis_tools/benchmark_backbones.py in its smoke form (tiny input, one repetition), so that it cannot
-rot; no speed is asserted here (timings belong to the benchmark's own runs on a quiet machine)."""
+rot; no speed is asserted here (timings belong to the benchmark's own runs on a quiet machine). The measurements
+themselves: tests/test_analysis/."""
 
 import csv
 
 import pytest
 import torch
-from mmdet.testing import demo_mm_inputs
 
-from mmbasis.paper_models import PAPER_MODELS
-from mmbasis.utils.misc import replace_marked_block
+from mmbasis.analysis import MODES, detectors
+from mmbasis.models.archs import PAPER_MODELS
 from tests.helpers import load_tool
 
 bench = load_tool('tools/analysis_tools/benchmark_backbones.py')
-DET = bench._detector_module()
 
 SMOKE = ['--size', '32', '--reps', '1', '--warmup', '0', '--threads', '1']
 
 
 def test_backbone_mode_writes_every_mode_and_the_static_measures(tmp_path, capsys):
     out = tmp_path / 'bench.csv'
-    readme = tmp_path / 'README.md'
+    readme = tmp_path / 'speed.md'
     readme.write_text('# x\n<!-- benchmark:start -->\nold\n<!-- benchmark:end -->\ntail\n', encoding='utf-8')
-    argv = ['--models', 'ResNet34-S48U1*', 'MobileNetV2-Shared', *SMOKE, '--csv', str(out), '--readme', str(readme)]
+    argv = ['--models', 'ResNet34-S48U1*', 'MobileNetV2-Shared', *SMOKE, '--csv', str(out), '--doc', str(readme)]
     argv += ['--profile', '5']
     assert bench.main(argv) == 0
     rows = list(csv.DictReader(out.open()))
     pairs = {(r['ours'], r['theirs'], r['mode']) for r in rows}
     for theirs, ours in (('ResNet-34', 'ResNet34-S48U1*'), ('MobileNetV2 (plain)', 'MobileNetV2-Shared')):
-        assert {(ours, theirs, m) for m in bench.MODES} <= pairs
+        assert {(ours, theirs, m) for m in MODES} <= pairs
     assert ('MobileNetV2-Shared', "mmdet's MobileNetV2", 'train') in pairs  # mmdet's own MobileNetV2 as well
     r34 = next(r for r in rows if r['ours'] == 'ResNet34-S48U1*')
     assert int(r34['ours_params']) == PAPER_MODELS['ResNet34-S48U1*'].params  # the exact paper count
@@ -53,45 +52,6 @@ def test_backbone_mode_writes_every_mode_and_the_static_measures(tmp_path, capsy
     assert 'aten::convolution_backward' in profile or 'aten::conv2d' in profile
 
 
-def test_peak_memory_counts_activations_and_parameters():
-    small, large = torch.randn(2, 3, 32, 32), torch.randn(4, 3, 128, 128)
-    model = bench.build_backbone(dict(type='ResNet', depth=18))
-    params = sum(p.numel() * 4 for p in model.parameters())
-    peak_small = bench.peak_train_memory(model, small, torch.device('cpu'))
-    peak_large = bench.peak_train_memory(model, large, torch.device('cpu'))
-    assert peak_small > 2 * params  # weights and their gradients at least
-    assert peak_large > peak_small + 10 * 2**20  # 32x the pixels: activations grow by tens of MiB
-
-
-def test_the_training_step_carries_the_regulariser_exactly_as_the_configs_enable_it():
-    """Every config of ours enables the regulariser with one setting (tests/test_configs/test_pairs.py checks each
-    config against it); the backbone mode's training step adds exactly that: its gradients are the task's plus
-    loss_weight times those of L_orth (pooling 'paper')."""
-    from mmbasis.models import orthogonality_loss
-    from tests.test_configs.test_pairs import REGULARISER
-
-    assert bench.REGULARISER == REGULARISER
-    model = bench.build_backbone(dict(type='SharedBasisResNet', depth=18, shared_rank=4, unique_rank=1))
-    with torch.no_grad():  # away from the orthogonal start, so that the term has a gradient
-        for p in model.shared_bases().values():
-            p.mul_(1.5)
-    x = torch.randn(2, 3, 32, 32)
-    hook, groups = bench.regulariser_for(model)
-    assert hook.loss_weight == 10.0 and hook.pooling == 'paper' and len(groups) == 4
-    assert bench.regulariser_for(bench.build_backbone(dict(type='ResNet', depth=18))) == (None, [])
-
-    def grads(regulariser):
-        bench.train_step_fn(model, x, regulariser)()
-        return {n: p.grad.clone() for n, p in model.shared_bases().items()}
-
-    plain, with_reg = grads((None, [])), grads((hook, groups))
-    model.zero_grad()
-    (10.0 * orthogonality_loss(groups)[0]).backward()
-    for name, g in model.shared_bases().items():
-        assert (with_reg[name] - plain[name] - g.grad).abs().max() <= 1e-4 * g.grad.abs().max() + 1e-6
-        assert g.grad.abs().max() > 0
-
-
 def test_detector_mode_untrained_pairs_train_with_the_regulariser(tmp_path):
     out = tmp_path / 'det.csv'
     config = 'configs/shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py'
@@ -100,18 +60,6 @@ def test_detector_mode_untrained_pairs_train_with_the_regulariser(tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert [r['mode'] for r in rows] == ['det-train', 'det-forward-zeroed']  # no inference mode for zeroed heads
     assert float(rows[0]['reg_ms']) > 0 and 0 < float(rows[0]['reg_share']) < 1 and rows[1]['reg_ms'] == ''
-    (ours, plain), cfg = DET.zeroed_pair(config)
-    assert type(ours.backbone).__name__ == 'SharedBasisResNet' and type(plain.backbone).__name__ == 'ResNet'
-    assert type(ours.neck) is type(plain.neck) and type(ours.roi_head) is type(plain.roi_head)
-    # heads zeroed on both sides, so that NMS and RoIAlign do the same work whatever the random backbones give
-    assert not any(p.any() for m in (ours, plain) for h in (m.rpn_head, m.roi_head) for p in h.parameters())
-    assert any(p.any() for p in ours.neck.parameters())
-    # det-train's loss is the runner's: the config's regulariser hook adds loss_orth to ours
-    hook = DET._regulariser(cfg, ours)
-    assert hook.loss_weight == 10.0 and len(hook.groups) == 4
-    data = ours.data_preprocessor(demo_mm_inputs(batch_size=1, image_shapes=[(3, 64, 64)], num_classes=3), True)
-    losses = ours(data['inputs'], data['data_samples'], mode='loss')
-    assert losses['loss_orth'].item() > 0
 
 
 def _random_twin_checkpoints(tmp_path, ours_cfg, plain_cfg):
@@ -121,7 +69,7 @@ def _random_twin_checkpoints(tmp_path, ours_cfg, plain_cfg):
 
     paths = []
     for config, name in ((ours_cfg, 'ours.pth'), (plain_cfg, 'plain.pth')):
-        cfg = DET._read(config, None)
+        cfg = detectors._read(config, None)
         torch.manual_seed(0)
         model = MODELS.build(cfg.model)
         model.init_weights()
@@ -140,7 +88,7 @@ def _tiny_val(tmp_path):
 
 def test_detector_mode_trained_pairs_run_the_final_nms_on_validation_images(tmp_path):
     ours_ckpt, plain_ckpt = _random_twin_checkpoints(tmp_path, OURS_SHAPES, PLAIN_SHAPES)
-    out, readme = tmp_path / 'det.csv', tmp_path / 'README.md'
+    out, readme = tmp_path / 'det.csv', tmp_path / 'speed.md'
     readme.write_text('<!-- benchmark-detectors:start -->\n<!-- benchmark-detectors:end -->\n', encoding='utf-8')
     argv = ['--trained', OURS_SHAPES, ours_ckpt, PLAIN_SHAPES, plain_ckpt, '--batch', '2', '--iters', '1']
     argv += ['--warmup', '0', '--threads', '1', '--csv', str(out), '--readme', str(readme), *_tiny_val(tmp_path)]
@@ -170,10 +118,11 @@ def test_detector_mode_trained_refuses_missing_unfit_or_non_twin_weights(tmp_pat
 
 
 def test_layer_mode_times_each_factorised_geometry_against_its_plain_conv(tmp_path, capsys):
-    out, readme = tmp_path / 'layers.csv', tmp_path / 'README.md'
+    out, readme = tmp_path / 'layers.csv', tmp_path / 'speed.md'
     readme.write_text('<!-- benchmark-layers:start -->\n<!-- benchmark-layers:end -->\n', encoding='utf-8')
     argv = ['--layers', '--models', 'ResNet34-S48U1*', 'ResNet50-Shared', *SMOKE, '--csv', str(out)]
-    assert bench.main([*argv, '--readme', str(readme)]) == 0
+    with pytest.warns(DeprecationWarning, match='--readme FILE is deprecated'):  # the former option still works
+        assert bench.main([*argv, '--readme', str(readme)]) == 0
     rows = list(csv.DictReader(out.open()))
     # one row per stage of repeated blocks (the first block of a stage is a plain one); ResNet50-Shared shares
     # whole convolutions, so it has no factorised ones to time
@@ -205,14 +154,6 @@ def test_bad_arguments_are_refused_with_the_value(argv, message, capsys):
     with pytest.raises(SystemExit) as err:
         bench.parse_args(argv)
     assert err.value.code == 2 and message in capsys.readouterr().err
-
-
-def test_replace_marked_block_needs_one_ordered_pair():
-    text = 'a\n<!-- x:start -->\nold\n<!-- x:end -->\nb'
-    assert replace_marked_block(text, 'x', 'new') == 'a\n<!-- x:start -->\nnew\n<!-- x:end -->\nb'
-    for bad in ('a', text + text, '<!-- x:end -->\n<!-- x:start -->'):
-        with pytest.raises(ValueError, match=r'README.md must contain one <!-- x:start --> line'):
-            replace_marked_block(bad, 'x', 'new', where='README.md')
 
 
 @pytest.mark.gpu

@@ -36,8 +36,8 @@ import torch
 
 import mmbasis  # noqa: F401  (allowlist for weights_only loads of full checkpoints)
 from tests.helpers import free_port
-from tests.test_tools.slurm_cluster import DaemonError, LocalSlurm, ensure_slurm_installed
-from tests.test_tools.tiny import DEMO_CONFIG, REPO, run, tiny_options
+from tests.helpers.slurm_cluster import DaemonError, LocalSlurm, ensure_slurm_installed
+from tests.helpers.tiny import DEMO_CONFIG, REPO, run, tiny_options
 
 EPOCHS = 3
 THREADS = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
@@ -312,7 +312,7 @@ def test_slurm_scripts_refuse_bad_arguments(script, tmp_path):
 
 
 def test_a_missing_slurm_without_root_is_a_skip_reason(monkeypatch):
-    import tests.test_tools.slurm_cluster as slurm_cluster
+    import tests.helpers.slurm_cluster as slurm_cluster
 
     monkeypatch.setattr(slurm_cluster, '_missing_programs', lambda: ['slurmd', 'munged'])
     monkeypatch.setattr(slurm_cluster.os, 'geteuid', lambda: 1000)

@@ -11,7 +11,7 @@ import torch
 import mmbasis  # noqa: F401
 from mmbasis.datasets import generate_shapes_split
 from tests.helpers import free_port
-from tests.test_tools.tiny import DEMO_CONFIG, load_tool, run, tiny_options
+from tests.helpers.tiny import DEMO_CONFIG, load_tool, run, tiny_options
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.test_tools.tiny import load_tool, run
+from tests.helpers.tiny import load_tool, run
 
 gpu_check = load_tool('tools/misc/gpu_check.py')
 

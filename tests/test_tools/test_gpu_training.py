@@ -12,7 +12,7 @@ import torch
 
 import mmbasis  # noqa: F401  (allowlist for weights_only loads of full checkpoints)
 from tests.helpers import free_port
-from tests.test_tools.tiny import DEMO_CONFIG, REPO, load_tool, run, tiny_options
+from tests.helpers.tiny import DEMO_CONFIG, REPO, load_tool, run, tiny_options
 
 TWO_GPUS = pytest.mark.skipif(
     torch.cuda.device_count() < 2, reason=f'needs 2 CUDA GPUs; this machine has {torch.cuda.device_count()}'

@@ -21,7 +21,7 @@ from mmengine.runner import save_checkpoint
 from mmbasis.datasets import make_deepforest_voc
 from mmbasis.datasets.deepforest import FOLDER, TREE_CLASSES
 from tests.helpers import load_tool
-from tests.test_configs.test_configs import ROOT
+from tests.helpers.tiny_data import CONFIG_ROOT as ROOT
 
 demo = load_tool('tools/image_demo.py')
 CONFIG_TEXT = """_base_ = '{base}'

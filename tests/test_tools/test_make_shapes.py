@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 
-from tests.test_tools.tiny import DEMO_CONFIG, load_tool
+from tests.helpers.tiny import DEMO_CONFIG, load_tool
 
 make_shapes = load_tool('tools/dataset_converters/make_shapes.py')
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import mmbasis  # noqa: F401  (allowlist for weights_only loads of full checkpoints)
-from tests.test_tools.tiny import (
+from tests.helpers.tiny import (
     assert_same_tensors,
     read_losses,
     read_state_dict,

@@ -10,13 +10,13 @@ checkpoint (``torch.equal``). Without a seed the reference and the resumed run s
 import os
 import os.path as osp
 import shutil
-from contextlib import contextmanager
 
 import pytest
 import torch
 
 import mmbasis  # noqa: F401  (allowlist for weights_only loads of full checkpoints)
-from tests.test_tools.tiny import assert_same_tensors, read_losses, read_state_dict, record_losses, train_tiny
+from tests.helpers import umask
+from tests.helpers.tiny import assert_same_tensors, read_losses, read_state_dict, record_losses, train_tiny
 
 NO_SEED_VAL_EVERY_EPOCH = (
     'randomness.seed=None',
@@ -33,15 +33,6 @@ WORKERS = {
         'val_dataloader.persistent_workers=True',
     ),
 }
-
-
-@contextmanager
-def umask(mask: int):
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def _copy_checkpoint(src_work: str, name: str, work: str) -> str:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import mmbasis  # noqa: F401
-from mmbasis.utils import globals_needing_allowlist
-from tests.test_tools.tiny import DEMO_CONFIG, load_tool, run, tiny_options
+from mmbasis.compat import globals_needing_allowlist
+from tests.helpers.tiny import DEMO_CONFIG, load_tool, run, tiny_options
 
 MMDET_TOOLS = Path(mmdet.__file__).parent / '.mim' / 'tools'
 
@@ -41,7 +41,7 @@ def test_resume_full_checkpoint(trained, tmp_path, tool):
     """Ours: ``--resume`` without a path (latest checkpoint of the work dir); mmdet's: ``--resume CKPT``."""
     data, work, _ = trained
     ckpt = osp.join(work, 'epoch_1.pth')
-    # what a full training checkpoint pickles besides tensors (see mmbasis/utils/checkpoint_compat.py)
+    # what a full training checkpoint pickles besides tensors (see mmbasis/compat/checkpoint_allowlist.py)
     needed = set(globals_needing_allowlist(ckpt))
     assert 'mmengine.logging.history_buffer.HistoryBuffer' in needed and 'builtins.getattr' in needed
     assert not torch.serialization.get_unsafe_globals_in_checkpoint(ckpt)

@@ -6,7 +6,7 @@ import cv2
 import pytest
 
 from tests.helpers import load_tool
-from tests.test_datasets.test_voc_tiles import BOXES, scene, voc_xml
+from tests.helpers.voc import BOXES, scene, voc_xml
 
 voc_tiles = load_tool('tools/dataset_converters/voc_tiles.py')
 deepforest_to_voc = load_tool('tools/dataset_converters/deepforest_to_voc.py')

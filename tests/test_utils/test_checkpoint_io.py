@@ -3,7 +3,6 @@
 import os
 import os.path as osp
 import stat
-from contextlib import contextmanager
 
 import pytest
 import torch
@@ -11,15 +10,7 @@ import torch
 from mmbasis.engine.hooks.checkpoint_hook import AtomicLocalBackend
 from mmbasis.utils import checkpoint_io
 from mmbasis.utils.checkpoint_io import atomic_open, atomic_path, current_umask, save_atomic
-
-
-@contextmanager
-def umask(mask: int):
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
+from tests.helpers import umask
 
 
 def _mode(path) -> str:

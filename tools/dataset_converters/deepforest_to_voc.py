@@ -14,11 +14,10 @@ which does the same on first use. Tiling rules: ``mmbasis/datasets/voc_tiles.py`
 
 import argparse
 import sys
-import time
 
-from mmbasis.datasets import VOCAnnotationError, make_deepforest_voc
+from mmbasis.datasets import make_deepforest_voc
 from mmbasis.datasets.deepforest import FOLDER
-from mmbasis.utils.cli import add_tile_args, tile_args
+from mmbasis.utils.cli import add_tile_args, run_tiling, tile_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,18 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    t0 = time.time()
-    try:
-        result = make_deepforest_voc(args.out_dir, cache=args.cache_dir, **tile_args(args))
-    except VOCAnnotationError as e:
-        print(f'deepforest_to_voc: refused annotation: {e}', file=sys.stderr)
-        return 1
-    except (OSError, ValueError, RuntimeError) as e:
-        print(f'deepforest_to_voc: error: {e}', file=sys.stderr)
-        return 1
-    print('\n'.join(result.summary()))
-    print(f'deepforest_to_voc: ready in {time.time() - t0:.1f} s')
-    return 0
+    return run_tiling(
+        'deepforest_to_voc', lambda: make_deepforest_voc(args.out_dir, cache=args.cache_dir, **tile_args(args))
+    )
 
 
 if __name__ == '__main__':

@@ -19,11 +19,10 @@ import argparse
 import hashlib
 import os.path as osp
 import sys
-import time
 from typing import Dict, List, Optional
 
-from mmbasis.datasets import VOCAnnotationError, VOCSource, make_tiled_voc
-from mmbasis.utils.cli import add_tile_args, tile_args
+from mmbasis.datasets import VOCSource, make_tiled_voc
+from mmbasis.utils.cli import add_tile_args, run_tiling, tile_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,31 +55,25 @@ def annotation_of(image: str, ann_dir: Optional[str]) -> str:
     raise FileNotFoundError(f'no annotation for {image}: tried {", ".join(tried)}')
 
 
+def tile(args: argparse.Namespace):
+    """The images of ``args`` (their annotations found), tiled into ``args.out_folder``."""
+    sources: Dict[str, VOCSource] = {}
+    splits: Dict[str, List[str]] = {}
+    for split in ('train', 'val', 'test'):
+        for image in getattr(args, split):
+            source = VOCSource.from_files(image, annotation_of(image, args.ann_dir))
+            if source.stem in sources and sources[source.stem] != source:
+                raise ValueError(f'two different images are both named {source.stem} (tile ids would collide)')
+            sources[source.stem] = source
+            splits.setdefault(split, []).append(source.stem)
+    digest = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+    origin = {n: dict(image_sha256=digest(s.image), xml_sha256=digest(s.annotation)) for n, s in sources.items()}
+    return make_tiled_voc(args.out_folder, splits, sources, args.classes, origin, **tile_args(args))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    t0 = time.time()
-    try:
-        sources: Dict[str, VOCSource] = {}
-        splits: Dict[str, List[str]] = {}
-        for split in ('train', 'val', 'test'):
-            for image in getattr(args, split):
-                source = VOCSource.from_files(image, annotation_of(image, args.ann_dir))
-                if source.stem in sources and sources[source.stem] != source:
-                    raise ValueError(f'two different images are both named {source.stem} (tile ids would collide)')
-                sources[source.stem] = source
-                splits.setdefault(split, []).append(source.stem)
-        digest = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
-        origin = {n: dict(image_sha256=digest(s.image), xml_sha256=digest(s.annotation)) for n, s in sources.items()}
-        result = make_tiled_voc(args.out_folder, splits, sources, args.classes, origin, **tile_args(args))
-    except VOCAnnotationError as e:
-        print(f'voc_tiles: refused annotation: {e}', file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as e:
-        print(f'voc_tiles: error: {e}', file=sys.stderr)
-        return 1
-    print('\n'.join(result.summary()))
-    print(f'voc_tiles: ready in {time.time() - t0:.1f} s')
-    return 0
+    return run_tiling('voc_tiles', lambda: tile(args), errors=(OSError, ValueError))
 
 
 if __name__ == '__main__':

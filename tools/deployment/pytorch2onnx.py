@@ -7,12 +7,12 @@
 CKPT may be a training checkpoint (the usual, compact artefact: the backbone is folded after loading) or one
 written by ``tools/model_converters/switch_to_deploy.py``; without it the config's initialisation is used.
 
-``--mode end2end`` (default): the whole detector, decoding and NMS inside (``mmbasis.apis.end2end``). Input
+``--mode end2end`` (default): the whole detector, decoding and NMS inside (``mmbasis.deploy.end2end``). Input
 ``image``: float32 ``(1, 3, H, W)``, BGR 0..255 (as mmdet loads images), the image scaled to fit H x W and padded
 (default H W: the config's test scale); outputs ``boxes`` ``(K, 4)`` x1 y1 x2 y2 in input pixels, ``scores``
 ``(K,)``, ``labels`` ``(K,)``. The graph is run in each runtime on IMG (default: a generated shapes image) and its
 detections are matched to mmdet's ``predict`` of the checkpoint in PyTorch (as loaded, before folding): same
-label, IoU >= --iou, scores within --score-tol (``mmbasis.apis.deploy_check``). ``--mode tensor``: mmdet's
+label, IoU >= --iou, scores within --score-tol (``mmbasis.deploy.runtime``). ``--mode tensor``: mmdet's
 ``tensor`` mode of a single-stage detector (head outputs, no decoding); ``backbone`` (or ``--backbone-only``):
 the backbone's feature maps; both compared with PyTorch on a random input (max relative error <= --tolerance).
 The export is written atomically; exit code 1 (and the file removed) when a check fails. Needs
@@ -33,10 +33,10 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
 import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
-from mmbasis.apis.deploy_check import RUNTIMES, check_runtimes, letterbox, load_image
-from mmbasis.apis.end2end import End2EndDetector, default_input_shape
-from mmbasis.apis.onnx_export import ExportError, TensorNetwork, export_onnx, verify_onnx
 from mmbasis.datasets import draw_shapes_image
+from mmbasis.deploy.end2end import End2EndDetector, default_input_shape
+from mmbasis.deploy.onnx import ExportError, TensorNetwork, export_onnx, verify_onnx
+from mmbasis.deploy.runtime import RUNTIMES, check_runtimes, letterbox, load_image
 from mmbasis.utils import CheckpointFormatError, load_weights_only, split_checkpoint
 from mmbasis.utils.cli import read_config
 

@@ -13,7 +13,7 @@ The target is a paper ResNet model (``--arch 'ResNet34-S48U1*'``; quote the ``*`
 ``model = dict(backbone=...)``, or a JSON dict such as ``'{"type": "SharedBasisResNet", "depth": 18,
 "shared_rank": 16, "unique_rank": 1}'``); its depth and widths must be those of SRC. Stem, first blocks and
 shortcuts are copied; every stage basis is fitted to the convolutions of the repeated blocks that use it
-(see :mod:`mmbasis.apis.decompose`). The tool prints the relative approximation error of every decomposed
+(see :mod:`mmbasis.decompose`). The tool prints the relative approximation error of every decomposed
 convolution (BN-scaled weights) and of every stage's output on a calibration batch (``--images DIR``:
 images of a folder, resized; default: random inputs), which also calibrates the new BatchNorms.
 
@@ -37,8 +37,8 @@ import sys
 from typing import List, Optional
 
 import mmbasis  # noqa: F401  (registers the backbones, installs the checkpoint allowlist)
-from mmbasis.apis.decompose import decompose_checkpoint, format_report
-from mmbasis.paper_models import PAPER_MODELS
+from mmbasis.decompose import decompose_checkpoint, format_report
+from mmbasis.models.archs import PAPER_MODELS
 from mmbasis.utils.checkpoint_io import CheckpointFormatError
 
 RESNET_ARCHS = [n for n, m in PAPER_MODELS.items() if m.backbone.get('type') == 'SharedBasisResNet']

@@ -2,7 +2,8 @@
 
     python tools/model_converters/switch_to_deploy.py CONFIG CKPT OUT [--calibrate H W] [--cfg-options k=v ...]
 
-Builds the detector of CONFIG on the CPU, loads CKPT strictly (``torch.load(weights_only=True)``; the
+What it does is :func:`mmbasis.deploy.convert_checkpoint_to_deploy`: it builds the detector of CONFIG on the CPU,
+loads CKPT strictly (``torch.load(weights_only=True)``; the
 allowlist installed by ``import mmbasis`` admits full mmengine training checkpoints), calls
 ``model.backbone.switch_to_deploy()`` (every BatchNorm folded, shared-basis and factorised convolutions
 turned into plain convolutions), checks that the backbone outputs are unchanged in eval mode and that
@@ -14,180 +15,18 @@ hub and EMA entries dropped: they belong to the training structure). Use OUT wit
 """
 
 import argparse
-import copy
 import os.path as osp
 import sys
-from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Tuple
 
-import torch
-import torch.nn as nn
-from mmdet.registry import MODELS
-from mmengine.config import Config, DictAction
-from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import init_default_scope
-from torch import Tensor
+from mmengine.config import DictAction
 
 import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowlist)
-from mmbasis.utils import CheckpointFormatError, load_weights_only, same_file, save_atomic, split_checkpoint
+from mmbasis.deploy import convert_checkpoint_to_deploy
+from mmbasis.utils import CheckpointFormatError, same_file
 from mmbasis.utils.cli import read_config
-from mmbasis.utils.misc import brief
 
-
-@dataclass
-class DeployReport:
-    """What :func:`convert_checkpoint_to_deploy` did.
-
-    Attributes:
-        num_tensors_before / num_tensors_after (int): state dict sizes of the training / deploy model.
-        max_abs_diff (float): max |backbone output difference| between the eval-mode training model and the
-            deploy model on a random input (``check_shape``).
-        max_abs_ref (float): max |backbone output| of the training model on that input (for scale).
-        dropped_keys (tuple[str]): top-level checkpoint entries not carried over.
-    """
-
-    num_tensors_before: int
-    num_tensors_after: int
-    max_abs_diff: float
-    max_abs_ref: float
-    dropped_keys: Tuple[str, ...]
-    deploy_forms: Dict[str, str] = None
-
-
-def build_detector(cfg: Config, deploy: bool, deploy_forms: Optional[Dict[str, str]] = None) -> nn.Module:
-    """``MODELS.build(cfg.model)`` on CPU in the config's default scope, with ``backbone.deploy`` set."""
-    cfg = copy.deepcopy(cfg)
-    if deploy:
-        cfg.model.backbone.deploy = True
-    if deploy_forms:
-        cfg.model.backbone.deploy_forms = dict(deploy_forms)
-    scope = cfg.get('default_scope', 'mmdet')
-    if scope is not None:
-        init_default_scope(scope)
-    return revert_sync_batchnorm(MODELS.build(cfg.model))
-
-
-def _state_dict_of(checkpoint, path: str) -> Tuple['OrderedDict[str, Tensor]', dict]:
-    sd, meta = split_checkpoint(checkpoint, path)
-    if meta.get('deploy'):
-        raise CheckpointFormatError(f'{path!r} is already a deploy checkpoint (meta["deploy"] is True)')
-    return sd, meta
-
-
-def _load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], what: str) -> None:
-    """``model.load_state_dict(state_dict, strict=True)`` with one clear message for every kind of mismatch."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    shapes = [
-        f'{k} {tuple(v.shape)} vs {tuple(own[k].shape)}'
-        for k, v in state_dict.items()
-        if k in own and v.shape != own[k].shape
-    ]
-    problems = [
-        f'{name}: {brief(keys)}'
-        for name, keys in (
-            ('missing keys', missing),
-            ('unexpected keys', unexpected),
-            ('shape mismatches (checkpoint vs model)', shapes),
-        )
-        if keys
-    ]
-    if problems:
-        raise CheckpointFormatError(f'{what} does not fit the model of the config ({"; ".join(problems)})')
-    model.load_state_dict(state_dict, strict=True)
-
-
-def _backbone_outputs(backbone: nn.Module, x: Tensor) -> Tuple[Tensor, ...]:
-    with torch.no_grad():
-        out = backbone(x)
-    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
-
-
-def convert_checkpoint_to_deploy(
-    cfg: Config,
-    checkpoint: str,
-    out: str,
-    check_shape: Tuple[int, int] = (64, 64),
-    seed: int = 0,
-    calibrate: Optional[Tuple[int, int]] = None,
-) -> DeployReport:
-    """Load ``checkpoint`` into ``cfg.model``, call ``model.backbone.switch_to_deploy()`` and save to ``out``.
-
-    Steps: build the training structure (``backbone.deploy`` must not be set in ``cfg``); load the
-    checkpoint strictly (``weights_only=True``); in eval mode, record the backbone outputs on a random
-    ``(1, C, *check_shape)`` input; switch; check the outputs agree (relative error <= 1e-4); check that the
-    new state dict loads strictly into ``cfg`` built with ``model.backbone.deploy=True``; save
-    ``dict(meta=meta + deploy=True, state_dict=new)`` atomically (training-only entries such as the
-    optimizer state are dropped). With ``calibrate=(H, W)`` the deploy form of every factorised convolution is
-    chosen by timing both on this machine at that input size (``mmbasis.apis.calibrate_deploy_forms``) and
-    recorded as ``meta['deploy_forms']`` (the backbone's ``deploy_forms`` argument rebuilds that structure).
-
-    Raises:
-        TypeError: the backbone has no ``switch_to_deploy``.
-        ValueError: ``cfg`` already builds the deploy structure, or ``out`` is ``checkpoint``.
-        FileNotFoundError, CheckpointFormatError: unreadable checkpoint or keys that do not fit ``cfg``.
-        RuntimeError: the deploy model's outputs differ from the training model's.
-    """
-    if not isinstance(cfg, Config):
-        raise TypeError(f'cfg must be an mmengine Config, got {type(cfg).__name__}')
-    if len(check_shape) != 2 or any(not isinstance(s, int) or s < 32 for s in check_shape):
-        raise ValueError(f'check_shape={tuple(check_shape)!r} is not allowed: give (H, W) integers >= 32')
-    if 'model' not in cfg or 'backbone' not in cfg.model:
-        raise ValueError('the config has no model.backbone')
-    if cfg.model.backbone.get('deploy', False):
-        raise ValueError(
-            'the config already builds the deploy structure (model.backbone.deploy=True): give the '
-            'training config; the deploy flag is for using the converted checkpoint'
-        )
-    raw = load_weights_only(checkpoint)
-    state_dict, meta = _state_dict_of(raw, checkpoint)
-
-    model = build_detector(cfg, deploy=False)
-    backbone = model.backbone
-    if not callable(getattr(backbone, 'switch_to_deploy', None)):
-        raise TypeError(
-            f'the backbone {type(backbone).__name__} has no switch_to_deploy(); deploy conversion '
-            'needs an mmbasis backbone (SharedBasisResNet, SharedBasisMobileNetV2)'
-        )
-    _load_strict(model, state_dict, f'checkpoint {checkpoint!r}')
-    model.eval()
-
-    in_channels = cfg.model.backbone.get('in_channels', 3)
-    x = torch.randn(1, in_channels, *check_shape, generator=torch.Generator().manual_seed(seed))
-    ref = _backbone_outputs(backbone, x)
-    n_before = len(model.state_dict())
-    forms = {}
-    if calibrate is not None:
-        from mmbasis.apis import calibrate_deploy_forms
-
-        example = torch.randn(1, in_channels, *calibrate, generator=torch.Generator().manual_seed(seed))
-        forms = {name: c['form'] for name, c in calibrate_deploy_forms(backbone, example).items()}
-    backbone.switch_to_deploy()
-    got = _backbone_outputs(backbone, x)
-    diff = max((a - b).abs().max().item() for a, b in zip(ref, got))
-    scale = max(a.abs().max().item() for a in ref)
-    if len(ref) != len(got) or diff > 1e-4 * max(scale, 1.0):
-        raise RuntimeError(
-            f'deploy backbone outputs differ from the training backbone: max |diff| {diff:.3g} at '
-            f'output scale {scale:.3g}'
-        )
-    new_state = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in model.state_dict().items())
-
-    deploy_model = build_detector(cfg, deploy=True, deploy_forms=forms)
-    _load_strict(deploy_model, new_state, 'the deploy state dict')
-
-    dropped = (
-        tuple(k for k in raw if k not in ('meta', 'state_dict'))
-        if isinstance(raw, Mapping) and 'state_dict' in raw
-        else ()
-    )
-    meta.update(deploy=True, deploy_source=osp.basename(str(checkpoint)))
-    if forms:
-        meta['deploy_forms'] = forms
-    save_atomic(dict(meta=meta, state_dict=new_state), out, protect=checkpoint)
-    return DeployReport(n_before, len(new_state), diff, scale, dropped, forms)
+# the library function this tool wraps, importable from here as before
+__all__ = ['convert_checkpoint_to_deploy', 'main', 'parse_args']
 
 
 def parse_args(argv=None) -> argparse.Namespace:

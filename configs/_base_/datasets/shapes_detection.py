@@ -18,40 +18,28 @@ test_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
+_loader = dict(batch_size=4, num_workers=0, persistent_workers=False)
+_shapes = dict(type=dataset_type, data_root=data_root, img_size=img_size)
 train_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
+    _loader,
     sampler=dict(type='DefaultSampler', shuffle=True),
     batch_sampler=None,
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        _shapes,
         split='train',
         num_images=320,
-        img_size=img_size,
         seed=0,
         filter_cfg=dict(filter_empty_gt=True, min_size=4),
         pipeline=train_pipeline,
     ),
 )
 val_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
+    _loader,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='val',
-        num_images=64,
-        img_size=img_size,
-        seed=1,
-        test_mode=True,
-        pipeline=test_pipeline,
-    ),
+    dataset=dict(_shapes, split='val', num_images=64, seed=1, test_mode=True, pipeline=test_pipeline),
 )
+del _loader, _shapes  # helpers of this file only
 test_dataloader = val_dataloader
 val_evaluator = dict(type='CocoMetric', ann_file=data_root + 'val/annotation.json', metric='bbox', format_only=False)
 test_evaluator = val_evaluator

@@ -36,9 +36,9 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
+from ...compat.mmengine_loops import RestoreAfterSkip, call_on_failure
 from ...utils.checkpoint_io import atomic_open
 from .rng_state import (
-    RestoreAfterSkip,
     gather_rng_states,
     restore_rng_states,
     rng_state,
@@ -115,7 +115,9 @@ class SafeCheckpointHook(CheckpointHook):
             self._resumed_rng = None
             loop = runner.train_loop
             if state is not None and isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
-                loop.dataloader_iterator = RestoreAfterSkip(loop.dataloader_iterator, loop.iter, state)
+                loop.dataloader_iterator = RestoreAfterSkip(
+                    loop.dataloader_iterator, loop.iter, lambda: set_rng_state(state)
+                )
 
     @staticmethod
     def _warn_persistent_workers(runner) -> None:
@@ -195,29 +197,22 @@ class SafeCheckpointHook(CheckpointHook):
         """Make the val loop write a deferred checkpoint when the validation fails (an exception, Ctrl-C), with
         the random state from before the validation (gathered then: no collective call on this path). The
         checkpoint is not lost; a resume from it misses the failed validation's random draws."""
-        loop = runner.val_loop
-        if loop is None or getattr(loop.run, 'guarded_by_safe_checkpoint', False):
+        if runner.val_loop is None:
             return
-        run = loop.run
 
-        def guarded_run(*args, **kwargs):
-            try:
-                return run(*args, **kwargs)
-            except BaseException:
-                if self._deferred is not None:
-                    step, meta, states = self._deferred
-                    self._deferred = None
-                    print_log(
-                        f'the validation after step {step} failed: its checkpoint is written now, with the random '
-                        'state from before the validation',
-                        logger='current',
-                        level=logging.WARNING,
-                    )
-                    self._save_checkpoint_with_step(runner, step, meta, rng_states=states)
-                raise
+        def write_deferred() -> None:
+            if self._deferred is not None:
+                step, meta, states = self._deferred
+                self._deferred = None
+                print_log(
+                    f'the validation after step {step} failed: its checkpoint is written now, with the random '
+                    'state from before the validation',
+                    logger='current',
+                    level=logging.WARNING,
+                )
+                self._save_checkpoint_with_step(runner, step, meta, rng_states=states)
 
-        guarded_run.guarded_by_safe_checkpoint = True
-        loop.run = guarded_run
+        call_on_failure(runner.val_loop, write_deferred, 'guarded_by_safe_checkpoint')
 
     def before_train_epoch(self, runner) -> None:
         self._flush_deferred(runner, 'before the next epoch')

@@ -6,26 +6,19 @@ artefact, nobody has to store the larger folded weights. Our ``tools/test.py --d
 mmdet's own ``tools/test.py``: ``--cfg-options "custom_hooks=[dict(type='SwitchToDeployHook')]"``.
 Test-time wrappers (DDP, ``DetTTAModel``) are looked through; a backbone without ``switch_to_deploy`` is an
 error, not a silent no-op. With ``calibrate_shape=(H, W)`` each factorised convolution first gets the deploy
-form that is faster *on this device* at that input size (``mmbasis.apis.calibrate_deploy_forms``; the
-choices are logged), instead of the one with fewer multiply-adds.
+form that is faster *on this device* at that input size (``mmbasis.deploy.calibrate_deploy_forms``; the
+choices are logged), instead of the one with fewer multiply-adds. The work is
+:func:`mmbasis.deploy.switch_model_to_deploy`.
 """
 
 from typing import Optional, Sequence
 
-import torch
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
-from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 
+from ...deploy import find_backbone, switch_model_to_deploy
 
-def find_backbone(model):
-    """The backbone of a detector, looking through DDP-like wrappers and ``DetTTAModel`` (``.module``)."""
-    while is_model_wrapper(model) or (not hasattr(model, 'backbone') and hasattr(model, 'module')):
-        model = model.module
-    if not hasattr(model, 'backbone'):
-        raise TypeError(f'{type(model).__name__} has no backbone to switch to deploy form')
-    return model.backbone
+__all__ = ['SwitchToDeployHook', 'find_backbone']
 
 
 @HOOKS.register_module()
@@ -46,25 +39,4 @@ class SwitchToDeployHook(Hook):
         self.calibrate_reps = calibrate_reps
 
     def before_test(self, runner) -> None:
-        backbone = find_backbone(runner.model)
-        if not hasattr(backbone, 'switch_to_deploy'):
-            raise TypeError(
-                f'SwitchToDeployHook: the backbone {type(backbone).__name__} has no switch_to_deploy(); '
-                'only mmbasis backbones (SharedBasisResNet, SharedBasisMobileNetV2) can be folded'
-            )
-        if getattr(backbone, 'deploy', False):
-            print_log('SwitchToDeployHook: the backbone is already in deploy form', logger='current')
-            return
-        if self.calibrate_shape is not None:
-            from mmbasis.apis.deploy_calibration import calibrate_deploy_forms, format_choices
-
-            param = next(backbone.parameters())
-            example = torch.randn(1, 3, *self.calibrate_shape, device=param.device, dtype=param.dtype)
-            choices = calibrate_deploy_forms(backbone, example, reps=self.calibrate_reps)
-            print_log(
-                f'SwitchToDeployHook: deploy forms measured at {self.calibrate_shape}:\n'
-                f'{format_choices(choices) or "(no factorised convolutions)"}',
-                logger='current',
-            )
-        backbone.switch_to_deploy()
-        print_log(f'SwitchToDeployHook: {type(backbone).__name__} folded into its deploy form', logger='current')
+        switch_model_to_deploy(runner.model, self.calibrate_shape, self.calibrate_reps)

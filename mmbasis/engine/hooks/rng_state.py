@@ -127,26 +127,6 @@ def restore_rng_states(runner, stored: dict) -> Optional[dict]:
     return stored['ranks'][rank]
 
 
-class RestoreAfterSkip:
-    """Wraps ``IterBasedTrainLoop.dataloader_iterator`` of a resumed run: the loop first draws the ``skip``
-    batches already trained (running their random augmentation), then this restores the generator ``state``,
-    so the first new batch is drawn as in the uninterrupted run."""
-
-    def __init__(self, iterator, skip: int, state: dict) -> None:
-        self.iterator, self.left, self.state = iterator, skip, state
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        data = next(self.iterator)
-        if self.left > 0:
-            self.left -= 1
-            if self.left == 0:
-                set_rng_state(self.state)
-        return data
-
-
 def _restore_data_seeds(runner, sampler_seed: Optional[int]) -> None:
     changed: List[str] = []
     sampler = train_sampler(runner)

@@ -28,11 +28,15 @@ from mmengine.model import BaseModule
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...deploy.folding import fold_conv_module
 from ...utils.misc import check_bool, check_choice, check_distinct, check_int
-from ..layers import BasisConv2d, SharedBasisBackboneMixin, SharedBasisStage, fuse_conv_norm
+from ..archs import MOBILENET, resolve_arch
+from ..layers import BasisConv2d, SharedBasisBackboneMixin, SharedBasisStage
 
 _SHAREABLE = ('expand_conv', 'linear_conv')
 _VARIANTS = ('official', 'mmdet')
+#: The sharing arguments and their defaults; an ``arch`` sets them (:mod:`mmbasis.models.archs`).
+SHARING_DEFAULTS = dict(shared_convs=('expand_conv',), shared_stages=(2, 3, 4, 5), with_eca=False)
 
 
 class ECA(nn.Module):
@@ -119,26 +123,20 @@ class InvertedResidualBlock(BaseModule):
         """Fold each norm into its conv; shared 1x1 convs become plain convs."""
         for name in ('expand_conv', 'depthwise_conv', 'linear_conv'):
             if hasattr(self, name):
-                fuse_conv_module(getattr(self, name))
-
-
-def fuse_conv_module(cm: ConvModule) -> None:
-    """Fold the norm of an mmcv ``ConvModule`` into its conv (a basis conv becomes a plain ``nn.Conv2d``)."""
-    conv = cm.conv
-    if isinstance(conv, BasisConv2d):
-        conv = conv.to_conv2d()
-    if cm.with_norm:
-        cm.conv = fuse_conv_norm(conv, cm.norm)
-        setattr(cm, cm.norm_name, nn.Identity())
-    else:
-        cm.conv = conv
+                fold_conv_module(getattr(self, name))
 
 
 @MODELS.register_module()
 class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
     """MobileNetV2 backbone with shared 1x1 bases ("Shared" / "Shared++").
 
+    Build a paper model by name, ``SharedBasisMobileNetV2(arch='MobileNetV2-Shared++', variant='mmdet')``, or give
+    the sharing arguments (``shared_convs``, ``shared_stages``, ``with_eca``) explicitly; an explicit sharing
+    argument given with an arch replaces the arch's (``arch`` then becomes None).
+
     Args:
+        arch (str, optional): a MobileNetV2 of the paper (:data:`mmbasis.models.archs.PAPER_MODELS`), e.g.
+            ``'MobileNetV2-Shared++'``; it sets the sharing arguments. The layout (``variant``) is not part of it.
         widen_factor (float): width multiplier. Default 1.0.
         shared_convs (Sequence[str]): ``('expand_conv',)`` (Shared), ``('expand_conv', 'linear_conv')``
             (Shared++) or ``()`` (plain MobileNetV2).
@@ -177,9 +175,7 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
     def __init__(
         self,
         widen_factor: float = 1.0,
-        shared_convs: Sequence[str] = ('expand_conv',),
-        shared_stages: Sequence[int] = (2, 3, 4, 5),
-        with_eca: bool = False,
+        arch: Optional[str] = None,
         variant: str = 'official',
         out_indices: Sequence[int] = (1, 2, 4, 7),
         frozen_stages: int = -1,
@@ -191,13 +187,19 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
         deploy: bool = False,
         pretrained: Optional[str] = None,
         init_cfg=None,
+        **sharing,
     ) -> None:
+        unknown = [k for k in sharing if k not in SHARING_DEFAULTS]
+        if unknown:
+            raise TypeError(f'{MOBILENET} got unexpected arguments {unknown}')
+        sharing, arch = resolve_arch(MOBILENET, arch, sharing, SHARING_DEFAULTS)
+        shared_convs, shared_stages, with_eca = sharing['shared_convs'], sharing['shared_stages'], sharing['with_eca']
         flags = dict(with_eca=with_eca, norm_eval=norm_eval, with_cp=with_cp, deploy=deploy)
         _check_arguments(
             widen_factor, shared_convs, shared_stages, with_eca, variant, out_indices, frozen_stages, flags
         )
         super().__init__(_init_cfg(pretrained, init_cfg))
-        self.widen_factor, self.variant, self.with_eca = widen_factor, variant, with_eca
+        self.arch, self.widen_factor, self.variant, self.with_eca = arch, widen_factor, variant, with_eca
         self.shared_convs, self.shared_stages = tuple(shared_convs), tuple(shared_stages)
         self.out_indices, self.frozen_stages = tuple(out_indices), frozen_stages
         self.norm_eval, self.with_cp = norm_eval, with_cp
@@ -285,8 +287,8 @@ class SharedBasisMobileNetV2(SharedBasisBackboneMixin, BaseModule):
         return [getattr(self, name) for name in self.layers[:-1]]
 
     def _deploy_unshared_parts(self) -> None:
-        fuse_conv_module(self.conv1)
-        fuse_conv_module(self.conv2)
+        fold_conv_module(self.conv1)
+        fold_conv_module(self.conv2)
 
 
 def _init_cfg(pretrained: Optional[str], init_cfg):

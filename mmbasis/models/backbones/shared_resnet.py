@@ -18,88 +18,37 @@ one stage with the same shape are initialised and regularised jointly, bases of 
 form separate families of the orthogonality regulariser.
 """
 
-import traceback
 from typing import Dict, Optional, Sequence
 
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
-from torch import Tensor
 
+from ...compat.mmdet_asserts import mmdet_argument_checks
+from ...compat.mmdet_blocks import NonReentrantCheckpointMixin
+from ...deploy.folding import fold_residual_block, fold_sequential, fuse_conv_norm
 from ...utils.misc import check_bool, check_choice, check_distinct, check_int, is_int
-from ..layers import BasisConv2d, FactorizedConv2d, SharedBasisBackboneMixin, SharedBasisStage, fuse_conv_norm
+from ..archs import RESNET, resolve_arch
+from ..layers import BasisConv2d, FactorizedConv2d, SharedBasisBackboneMixin, SharedBasisStage
 
 #: Convolutions of each block type that can use a stage basis, and the default ones (the paper's).
 SHAREABLE = {BasicBlock: ('conv1', 'conv2'), Bottleneck: ('conv1', 'conv2', 'conv3')}
 DEFAULT_SHARED = {BasicBlock: ('conv1', 'conv2'), Bottleneck: ('conv2',)}
+#: The sharing arguments and their defaults (``shared_convs=None``: :data:`DEFAULT_SHARED` of the block type); an
+#: ``arch`` sets them (:mod:`mmbasis.models.archs`).
+SHARING_DEFAULTS = dict(
+    depth=None, shared_rank=None, unique_rank=0, rank_multipliers=(1, 2, 4, 8), basis_sharing='stage', shared_convs=None
+)
 
 
-class _DeployableBlockMixin:
-    """Non-reentrant activation checkpointing and deploy-mode folding for mmdet's residual blocks."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.with_cp and x.requires_grad:
-            # Non-reentrant checkpointing is correct with parameters shared by several checkpointed
-            # blocks (and under DDP); mmdet's blocks use the reentrant variant.
-            return cp.checkpoint(self._forward_no_cp, x, use_reentrant=False)
-        return super().forward(x)
-
-    def _forward_no_cp(self, x: Tensor) -> Tensor:
-        self.with_cp = False
-        try:
-            return super().forward(x)
-        finally:
-            self.with_cp = True
+class _DeployableBlockMixin(NonReentrantCheckpointMixin):
+    """Non-reentrant activation checkpointing (:mod:`mmbasis.compat.mmdet_blocks`) and deploy-mode folding for
+    mmdet's residual blocks."""
 
     def switch_to_deploy(self) -> None:
         """Fold every norm into the convolution before it; shared/factorised convs become plain convs."""
-        if getattr(self, 'with_plugins', False) or getattr(self, 'with_dcn', False):
-            raise TypeError('deploy mode does not support blocks with plugins or DCN')
-        for i, conv_name in enumerate(('conv1', 'conv2', 'conv3')):
-            if not hasattr(self, conv_name):
-                continue
-            conv, norm_name = getattr(self, conv_name), getattr(self, f'norm{i + 1}_name')
-            norm = getattr(self, norm_name)
-            if isinstance(conv, FactorizedConv2d):
-                fused = conv.fuse(norm)
-            elif isinstance(conv, BasisConv2d):
-                fused = fuse_conv_norm(conv.to_conv2d(), norm)
-            else:
-                fused = fuse_conv_norm(_plain_conv(conv, conv_name), norm)
-            setattr(self, conv_name, fused)
-            setattr(self, norm_name, nn.Identity())
-        if self.downsample is not None:
-            self.downsample = fuse_sequential(self.downsample)
-
-
-def _plain_conv(conv: nn.Module, name: str) -> nn.Conv2d:
-    """``conv`` if it is exactly ``nn.Conv2d``: subclasses built by ``conv_cfg`` (ConvWS, ConvAWS, DCN ...)
-    transform their weights in ``forward``, so folding their raw ``weight`` would be wrong."""
-    if type(conv) is not nn.Conv2d:
-        raise TypeError(
-            f'cannot fold {name} ({type(conv).__name__}) for deploy mode: only plain nn.Conv2d '
-            "convolutions (conv_cfg=None or dict(type='Conv2d')) can be folded"
-        )
-    return conv
-
-
-def fuse_sequential(seq: nn.Sequential) -> nn.Sequential:
-    """Fold every norm of a Sequential (conv, norm[, act] ...) into the conv before it (stem, shortcut)."""
-    mods, out, i = list(seq), [], 0
-    while i < len(mods):
-        m = mods[i]
-        if isinstance(m, nn.Conv2d) and i + 1 < len(mods) and not isinstance(mods[i + 1], (nn.Conv2d, nn.ReLU)):
-            out += [
-                fuse_conv_norm(_plain_conv(m, f'the convolution at index {i} of a stem/shortcut'), mods[i + 1]),
-                nn.Identity(),
-            ]
-            i += 2
-        else:
-            out.append(m)
-            i += 1
-    return nn.Sequential(*out)
+        fold_residual_block(self)
 
 
 class PlainBasicBlock(_DeployableBlockMixin, BasicBlock):
@@ -117,8 +66,17 @@ _DEPLOYABLE = {BasicBlock: PlainBasicBlock, Bottleneck: PlainBottleneck}
 class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
     """ResNet backbone with deeply shared filter bases.
 
+    Build a paper model by name, ``SharedBasisResNet(arch='ResNet34-S48U1*')``, or give the sharing arguments
+    explicitly (e.g. other ranks); an explicit sharing argument given with an arch replaces the arch's (``arch`` then
+    becomes None: the backbone is not that paper model).
+
     Args:
-        depth (int): 18, 34, 50, 101 or 152.
+        arch (str, optional): a ResNet of the paper (:data:`mmbasis.models.archs.PAPER_MODELS`), e.g.
+            ``'ResNet34-S48U1*'``, ``'ResNet50-Shared++'``; it sets the sharing arguments below. The attribute
+            ``arch`` is the paper model built (None when explicit arguments changed it).
+        depth (int): 18, 34, 50, 101 or 152 (set by ``arch``).
+
+    Sharing arguments (keyword only; :data:`SHARING_DEFAULTS`):
         shared_rank (int, optional): ``s``, shared basis rank of stage 0 (scaled by ``rank_multipliers``).
             ``None`` shares the whole convolution (no factorisation; ``unique_rank`` must be 0).
         unique_rank (int): ``u``, unique basis rank of stage 0 (scaled by ``rank_multipliers``).
@@ -128,6 +86,8 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         shared_convs (Sequence[str], optional): convolutions of the non-first blocks that use shared bases.
             Default ``('conv1', 'conv2')`` for BasicBlock and ``('conv2',)`` for Bottleneck; ``('conv2',
             'conv3')`` gives ResNet-50 Shared++; ``()`` a plain ResNet.
+
+    Other arguments:
         deploy (bool): build the deploy structure (norms folded, plain convs); see :meth:`switch_to_deploy`.
         deploy_forms (dict, optional): ``{factorised conv name: 'merged' | 'factorized'}``, the deploy forms
             chosen by measurement (a calibrated deploy checkpoint's ``meta['deploy_forms']``); the others follow
@@ -146,16 +106,24 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
 
     def __init__(
         self,
-        depth: int,
-        shared_rank: Optional[int] = None,
-        unique_rank: int = 0,
-        rank_multipliers: Sequence[int] = (1, 2, 4, 8),
-        basis_sharing: str = 'stage',
-        shared_convs: Optional[Sequence[str]] = None,
+        depth: Optional[int] = None,
+        arch: Optional[str] = None,
         deploy: bool = False,
         deploy_forms: Optional[Dict[str, str]] = None,
         **kwargs,
     ) -> None:
+        given = {k: kwargs.pop(k) for k in SHARING_DEFAULTS if k in kwargs}
+        if depth is not None:
+            given['depth'] = depth
+        sharing, arch = resolve_arch(RESNET, arch, given, SHARING_DEFAULTS)
+        depth, shared_rank, unique_rank = sharing['depth'], sharing['shared_rank'], sharing['unique_rank']
+        rank_multipliers, basis_sharing, shared_convs = (
+            sharing['rank_multipliers'],
+            sharing['basis_sharing'],
+            sharing['shared_convs'],
+        )
+        if depth is None:
+            raise ValueError(f'{RESNET} needs depth (18, 34, 50, 101 or 152) or an arch, e.g. arch="ResNet34-S48U1*"')
         block = self.arch_settings.get(depth, (None,))[0]  # an unknown depth is refused by mmdet below
         if shared_rank is None:
             if unique_rank != 0:
@@ -185,20 +153,14 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
             )
             self._check_conv_options(shared_convs, kwargs)
         self._check_frozen_stages(kwargs)
+        self.arch = arch
         self.shared_rank = shared_rank
         self.unique_rank = unique_rank
         self.rank_multipliers = tuple(rank_multipliers)
         self.basis_sharing = basis_sharing
         self.shared_convs = shared_convs
-        try:
+        with mmdet_argument_checks("mmdet's ResNet", dict(depth=depth, **dict(sorted(kwargs.items())))):
             super().__init__(depth, **kwargs)
-        except AssertionError as e:  # mmdet validates its arguments with bare asserts
-            failed = traceback.extract_tb(e.__traceback__)[-1].line
-            given = ', '.join(f'{k}={v!r}' for k, v in sorted(kwargs.items()))
-            raise ValueError(
-                f"mmdet's ResNet refused the arguments depth={depth!r}, {given}: the check "
-                f'`{failed}` failed{f" ({e})" if str(e) else ""}'
-            ) from e
         self._check_out_indices()
         self.deploy = False
         self.set_deploy_forms(deploy_forms)
@@ -339,7 +301,7 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
 
     def _deploy_unshared_parts(self) -> None:
         if self.deep_stem:
-            self.stem = fuse_sequential(self.stem)
+            self.stem = fold_sequential(self.stem)
         else:
             self.conv1 = fuse_conv_norm(self.conv1, self.norm1)
             setattr(self, self.norm1_name, nn.Identity())

@@ -1,16 +1,15 @@
-"""Layers: filter bases, factorised convolutions, the stage that owns shared bases, BN folding."""
+"""Layers: filter bases, factorised convolutions, the stage that owns shared bases."""
 
-from .basis_conv import DEPLOY_FORMS, BasisConv2d, FactorizedConv2d, deploy_form
-from .fusion import bn_scale_shift, fuse_conv_norm
+from ...utils.deprecation import forward_module
+from .basis_conv import BasisConv2d, FactorizedConv2d
 from .shared_stage import BasisGroup, SharedBasisBackboneMixin, SharedBasisStage
+
+# moved to mmbasis.deploy.folding (everything that folds a model for deployment lives there)
+__getattr__ = forward_module(__name__, 'mmbasis.deploy.folding')
 
 __all__ = [
     'BasisConv2d',
     'FactorizedConv2d',
-    'DEPLOY_FORMS',
-    'deploy_form',
-    'bn_scale_shift',
-    'fuse_conv_norm',
     'BasisGroup',
     'SharedBasisBackboneMixin',
     'SharedBasisStage',

@@ -23,24 +23,11 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch import Tensor
 
-from .fusion import bn_scale_shift
+from ...deploy.folding import basis_to_conv2d, fold_factorized
 
 
 def _pair(v) -> Tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
-
-
-DEPLOY_FORMS = ('merged', 'factorized')
-
-
-def deploy_form(in_channels: int, out_channels: int, rank: int, kernel_size) -> str:
-    """The cheaper exact deploy form of a factorised convolution: ``'merged'`` or ``'factorized'``.
-
-    Multiply-accumulates per output position: ``R (S k^2 + T)`` factorised vs ``S k^2 T`` merged.
-    """
-    k = _pair(kernel_size)
-    k2 = k[0] * k[1]
-    return 'merged' if in_channels * k2 * out_channels <= rank * (in_channels * k2 + out_channels) else 'factorized'
 
 
 class BasisConv2d(nn.Module):
@@ -145,15 +132,9 @@ class BasisConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.full_weight(), None, self.stride, self.padding, self.dilation)
 
-    @torch.no_grad()
     def to_conv2d(self) -> nn.Conv2d:
         """An ordinary ``nn.Conv2d`` (no bias) with a copy of the current weights (deploy mode)."""
-        weight = self.full_weight().detach()
-        conv = nn.Conv2d(
-            self.in_channels, self.rank, self.kernel_size, self.stride, self.padding, self.dilation, bias=False
-        ).to(device=weight.device, dtype=weight.dtype)
-        conv.weight.copy_(weight)
-        return conv
+        return basis_to_conv2d(self)
 
     def extra_repr(self) -> str:
         return (
@@ -196,7 +177,7 @@ class FactorizedConv2d(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         #: the deploy form :meth:`fuse` builds: ``None`` chooses by multiply-adds; ``'merged'`` or
-        #: ``'factorized'`` forces one (set by measuring, see ``mmbasis.apis.calibrate_deploy_forms``)
+        #: ``'factorized'`` forces one (set by measuring, see ``mmbasis.deploy.calibrate_deploy_forms``)
         self.forced_deploy_form: Optional[str] = None
 
     @classmethod
@@ -213,45 +194,7 @@ class FactorizedConv2d(nn.Module):
         return self.coeff(self.basis_norm(self.basis(x)))
 
     def fuse(self, out_norm: Optional[nn.Module] = None) -> nn.Module:
-        """Return plain, bias-carrying convolutions computing ``out_norm(self(x))`` in eval mode.
-
-        The norms are folded (``basis_norm`` into the basis, ``out_norm`` into the coefficients) and the
-        form is ``forced_deploy_form`` when set, otherwise the cheaper exact one by multiply-accumulates per
-        output position:
-        ``R * (S k^2 + T)`` for basis + coefficients (``nn.Sequential`` of a k x k and a 1 x 1 conv) vs
-        ``S k^2 T`` for a single merged k x k conv. Both forms are exact: the basis bias passes through the
-        1 x 1 coefficients, so zero padding is unaffected.
-        """
-        b = self.basis
-        with torch.no_grad():
-            w_basis = b.full_weight().detach().clone()
-            s1, t1 = bn_scale_shift(self.basis_norm, b.rank, w_basis)
-            w_basis = w_basis * s1.view(-1, 1, 1, 1)
-            coeff = self.coeff.weight.detach().flatten(1)  # (T, R)
-            if out_norm is not None:
-                s2, t2 = bn_scale_shift(out_norm, self.out_channels, coeff)
-            else:
-                s2 = coeff.new_ones(self.out_channels)
-                t2 = coeff.new_zeros(self.out_channels)
-            coeff = coeff * s2.view(-1, 1)
-            bias_out = coeff @ t1 + t2
-            like = dict(device=w_basis.device, dtype=w_basis.dtype)  # same device/precision as the model
-            form = self.forced_deploy_form or deploy_form(b.in_channels, self.out_channels, b.rank, b.kernel_size)
-            if form not in DEPLOY_FORMS:
-                raise ValueError(f'forced_deploy_form={form!r} is not allowed: use one of {DEPLOY_FORMS} or None')
-            if form == 'merged':
-                conv = nn.Conv2d(
-                    b.in_channels, self.out_channels, b.kernel_size, b.stride, b.padding, b.dilation, bias=True, **like
-                )
-                conv.weight.copy_(torch.einsum('tr,rskl->tskl', coeff, w_basis))
-                conv.bias.copy_(bias_out)
-                return conv
-            basis_conv = nn.Conv2d(
-                b.in_channels, b.rank, b.kernel_size, b.stride, b.padding, b.dilation, bias=True, **like
-            )
-            basis_conv.weight.copy_(w_basis)
-            basis_conv.bias.copy_(t1)
-            coeff_conv = nn.Conv2d(b.rank, self.out_channels, 1, bias=True, **like)
-            coeff_conv.weight.copy_(coeff.view(self.out_channels, b.rank, 1, 1))
-            coeff_conv.bias.copy_(t2)
-            return nn.Sequential(basis_conv, coeff_conv)
+        """Plain, bias-carrying convolutions computing ``out_norm(self(x))`` in eval mode, in the form
+        ``forced_deploy_form`` or, when it is None, the one with fewer multiply-adds
+        (:func:`mmbasis.deploy.folding.fold_factorized`)."""
+        return fold_factorized(self, out_norm)

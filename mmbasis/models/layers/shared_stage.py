@@ -19,9 +19,9 @@ import torch
 import torch.nn as nn
 from mmengine.model import Sequential
 
-from ...utils.misc import brief
-from .basis_conv import DEPLOY_FORMS, FactorizedConv2d
-from .state_check import check_incoming_state
+from ...deploy.folding import check_forms, fold_backbone
+from .basis_conv import FactorizedConv2d
+from .state_check import check_incoming_state, check_pretrained_fits
 
 
 @dataclass
@@ -213,8 +213,6 @@ class SharedBasisBackboneMixin:
         training would go on silently. Here such a checkpoint stops with an error naming the file, how many
         tensors matched and the first mismatches; a compatible checkpoint loads as before.
         """
-        from mmbasis.utils.pretrained import check_pretrained_fits  # noqa: PLC0415  (avoids an import cycle)
-
         check_pretrained_fits(self, self.init_cfg, self.PRETRAINED_MIN_MATCH)
         super().init_weights()
 
@@ -227,40 +225,21 @@ class SharedBasisBackboneMixin:
 
     def set_deploy_forms(self, forms: Optional[Dict[str, str]]) -> None:
         """Force the deploy form of named factorised convolutions (``{'layer1.1.conv1': 'merged', ...}``, as
-        ``mmbasis.apis.calibrate_deploy_forms`` measures and a calibrated deploy checkpoint's ``meta`` records);
+        ``mmbasis.deploy.calibrate_deploy_forms`` measures and a calibrated deploy checkpoint's ``meta`` records);
         the others keep the multiply-add rule. Must come before :meth:`switch_to_deploy`."""
         if not forms:
             return
-        if not isinstance(forms, dict):
-            raise ValueError(f'deploy_forms={forms!r} is not allowed: give a dict {{conv name: form}}')
         convs = {n: m for n, m in self.named_modules() if isinstance(m, FactorizedConv2d)}  # type: ignore
-        unknown = [n for n in forms if n not in convs]
-        if unknown:
-            raise ValueError(
-                f'deploy_forms names {brief(unknown)}, which are not factorised convolutions of this backbone; '
-                f'allowed: {brief(convs) if convs else "none (this backbone has no factorised convolution)"}'
-            )
-        bad = {n: f for n, f in forms.items() if f not in DEPLOY_FORMS}
-        if bad:
-            raise ValueError(f'deploy_forms has the forms {bad}: allowed are {DEPLOY_FORMS}')
+        check_forms(forms, convs)
         for name, form in forms.items():
             convs[name].forced_deploy_form = form
 
     def switch_to_deploy(self) -> None:
         """Fold every BatchNorm and turn every basis/factorised convolution into plain ``nn.Conv2d``.
 
-        Factorised convolutions take the cheaper exact form (:func:`~mmbasis.models.layers.deploy_form`);
+        Factorised convolutions take the cheaper exact form (:func:`~mmbasis.deploy.folding.deploy_form`);
         the shared bases are folded into each block (the per-layer BNs differ) and removed from the stages,
         so :meth:`basis_groups` is empty afterwards. Outputs equal the eval-mode training form. As in mmpretrain's
         RepVGG, this is one-way.
         """
-        if self.deploy:
-            return
-        self._deploy_unshared_parts()
-        for stage in self._stages():
-            for blk in stage:
-                blk.switch_to_deploy()
-            stage.remove_shared_bases()
-        self.deploy = True
-        # The new modules start trainable and in training mode: re-apply frozen_stages, norm_eval, the mode.
-        self.train(self.training)
+        fold_backbone(self)

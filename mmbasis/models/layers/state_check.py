@@ -1,74 +1,34 @@
-"""Refusing weights that do not fit a shared-basis backbone's structure, whoever loads them.
+"""Refusing weights that do not fit a shared-basis backbone, whoever loads them.
 
 mmengine loads checkpoints with ``strict=False`` (the runner's ``load_from``, ``Pretrained`` init) and only logs
 what did not fit, so a deploy checkpoint given to a backbone built in another form (``deploy=True`` without the
-checkpoint's ``deploy_forms``, or without ``deploy=True`` at all) ran on with part of the backbone random. The
-backbone checks what it is handed in its own ``_load_from_state_dict``, which every loader passes (mmengine's
-``load_checkpoint`` and ``PretrainedInit``, ``nn.Module.load_state_dict`` strict or not):
+checkpoint's ``deploy_forms``, or without ``deploy=True`` at all), or a plain ResNet checkpoint given as
+``Pretrained`` weights, ran on with part of the backbone random. Two checks stop that:
 
-* a tensor with one of the backbone's names but another shape is refused (any mode);
-* a backbone in deploy form takes only weights that name all its tensors (a deploy backbone is never partly
-  initialised: it is built to run a checkpoint);
-* a backbone in training form refuses folded (deploy-form) weights that leave some of its tensors unfilled.
+* :func:`check_incoming_state`, in the backbone's own ``_load_from_state_dict``, which every loader passes
+  (mmengine's ``load_checkpoint`` and ``PretrainedInit``, ``nn.Module.load_state_dict`` strict or not):
+
+  - a tensor with one of the backbone's names but another shape is refused (any mode);
+  - a backbone in deploy form takes only weights that name all its tensors (a deploy backbone is never partly
+    initialised: it is built to run a checkpoint);
+  - a backbone in training form refuses folded (deploy-form) weights that leave some of its tensors unfilled.
+
+* :func:`check_pretrained_fits`, before a ``Pretrained`` init_cfg is applied: the checkpoint must fill at least
+  ``min_match`` (90 %) of the backbone's values.
 
 Partial loads of the training form stay possible where they are meant to be (a plain ResNet's stem and first
-blocks by name; ``Pretrained`` checkpoints are held to the 90 % rule of ``mmbasis.utils.pretrained``).
+blocks by name). Both checks word their findings with :mod:`mmbasis.utils.state_dict`.
 """
 
-from typing import Dict, List, Mapping
+from typing import Mapping, Optional, Sequence, Union
 
 import torch.nn as nn
 
+from ...compat.mmengine_checkpoint import load_pretrained_state
+from ...deploy.meta import form_hint
+from ...utils.checkpoint_io import strip_module_prefix
 from ...utils.misc import brief
-
-_FIX_DEPLOY = (
-    "build the backbone with deploy=True and the checkpoint's meta['deploy_forms'] as deploy_forms "
-    '(tools/model_converters/switch_to_deploy.py prints these settings; our tools/test.py reads both from the '
-    "checkpoint's meta)"
-)
-_FIX_TRAINING = (
-    'these are training-form weights (BatchNorm statistics, shared bases): build the backbone without deploy=True '
-    "and fold it after loading (our tools/test.py --deploy, or custom_hooks=[dict(type='SwitchToDeployHook')])"
-)
-
-
-def _is_folded(keys) -> bool:
-    """Deploy-form weights carry no BatchNorm statistics and no shared basis."""
-    return not any(k.endswith('running_mean') or 'shared_basis' in k for k in keys)
-
-
-def _form_differences(missing: List[str], given: Mapping[str, object]) -> Dict[str, str]:
-    """``{conv: form in the checkpoint}`` for deploy convolutions stored in the other form there (read from names:
-    a merged convolution is ``conv.weight``, a factorised one ``conv.0.weight`` and ``conv.1.weight``)."""
-    forms = {}
-    for key in missing:
-        if key.endswith('.0.weight') and key[: -len('.0.weight')] + '.weight' in given:
-            forms[key[: -len('.0.weight')]] = 'merged'
-        elif key.endswith('.weight') and key[: -len('.weight')] + '.0.weight' in given:
-            forms[key[: -len('.weight')]] = 'factorized'
-    return forms
-
-
-def form_hint(backbone: nn.Module, given: Mapping[str, object], missing: List[str]) -> str:
-    """What to do when ``given`` (keys without prefix) holds the backbone in another form: ``''`` if it does not.
-
-    Deploy-form weights for a training-form backbone, training-form weights for a deploy-form one, or deploy
-    weights of other deploy forms (``missing``: the backbone's keys ``given`` lacks).
-    """
-    deploy, folded = bool(getattr(backbone, 'deploy', False)), _is_folded(given)
-    if deploy and not folded:
-        return _FIX_TRAINING
-    if deploy:
-        forms = _form_differences(missing, given)
-        shown = brief(f'{k}: {v!r}' for k, v in forms.items()) if forms else ''
-        return (
-            'the checkpoint holds its convolutions in other deploy forms than this backbone'
-            + (f' (in the checkpoint: {shown})' if shown else '')
-            + f': {_FIX_DEPLOY}'
-        )
-    if folded and not _is_folded(backbone.state_dict()):
-        return f'these are deploy-form weights (BatchNorms folded into the convolutions): {_FIX_DEPLOY}'
-    return ''
+from ...utils.state_dict import compare_keys
 
 
 def check_incoming_state(backbone: nn.Module, state_dict: Mapping[str, object], prefix: str) -> None:
@@ -82,24 +42,19 @@ def check_incoming_state(backbone: nn.Module, state_dict: Mapping[str, object], 
         return
     own = backbone.state_dict()
     deploy = bool(getattr(backbone, 'deploy', False))
-    shapes = [
-        f'{prefix}{k} {tuple(v.shape)} vs {tuple(own[k].shape)}'
-        for k, v in given.items()
-        if k in own and hasattr(v, 'shape') and tuple(v.shape) != tuple(own[k].shape)
-    ]
-    missing = [k for k in own if k not in given and not k.endswith('num_batches_tracked')]
-    hint = form_hint(backbone, given, missing)
-    refuse_missing = bool(missing) and (deploy or bool(hint))
-    if not shapes and not refuse_missing:
+    fit = compare_keys(own, given)
+    hint = form_hint(backbone, given, list(fit.missing))
+    refuse_missing = bool(fit.missing) and (deploy or bool(hint))
+    if not fit.shapes and not refuse_missing:
         return
-    problems = []
-    if shapes:
-        problems.append(f'shape mismatches (checkpoint vs model): {brief(shapes, 4)}')
+    problems = fit.problems(limit=4, prefix=prefix)
+    problems = [p for p in problems if p.startswith('shape mismatches')]
     if refuse_missing:
-        unexpected = [f'{prefix}{k}' for k in given if k not in own]
+        unexpected = brief((prefix + k for k in fit.unexpected), 4)
         problems.append(
-            f'{len(missing)} of its {len(own)} tensors are not in the checkpoint: {brief(prefix + k for k in missing)}'
-            + (f'; the checkpoint has instead: {brief(unexpected, 4)}' if unexpected else '')
+            f'{len(fit.missing)} of its {len(own)} tensors are not in the checkpoint: '
+            f'{brief(prefix + k for k in fit.missing)}'
+            + (f'; the checkpoint has instead: {unexpected}' if unexpected else '')
         )
     hint = hint or 'the checkpoint was written for another configuration of this backbone (depth, ranks, shared_convs)'
     what = f'the weights under {prefix!r} of this state dict' if prefix else 'these weights'
@@ -107,4 +62,48 @@ def check_incoming_state(backbone: nn.Module, state_dict: Mapping[str, object], 
         f'{type(backbone).__name__} ({"deploy" if deploy else "training"} form) refuses {what} '
         f'({"; ".join(problems)}); loading them would leave the backbone partly random or unchanged, which '
         f"mmengine's non-strict loading only logs. Fix: {hint}."
+    )
+
+
+def _pretrained_cfg(init_cfg: Union[None, dict, Sequence[dict]]) -> Optional[dict]:
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    return next((c for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained'), None)
+
+
+def check_pretrained_fits(module: nn.Module, init_cfg, min_match: float) -> None:
+    """``ValueError`` unless the ``Pretrained`` checkpoint of ``init_cfg`` fills ``min_match`` of ``module``'s values.
+
+    A tensor is filled when the checkpoint has its name (after ``prefix`` and ``module.`` are removed, as
+    mmengine does) with the same shape; the fraction counts values (elements), so that missing shared bases
+    weigh what they hold. Does nothing without a ``Pretrained`` entry. Above the threshold the load itself still
+    refuses shape mismatches and weights of another (deploy) form (:func:`check_incoming_state`), whose advice this
+    message shares.
+    """
+    cfg = _pretrained_cfg(init_cfg)
+    if cfg is None:
+        return
+    path, prefix = cfg.get('checkpoint'), cfg.get('prefix')
+    state = strip_module_prefix(load_pretrained_state(path, prefix))
+    own = module.state_dict()
+    fit = compare_keys(own, state, optional=())
+    mismatched = {k for k, _, _ in fit.shapes}
+    matched = [k for k in own if k in state and k not in mismatched]
+    fraction = sum(own[k].numel() for k in matched) / max(1, sum(v.numel() for v in own.values()))
+    if fraction >= min_match:
+        return
+    hint = form_hint(module, state, list(fit.missing))
+    if hint:
+        hint = f' Fix: {hint}.'
+    elif any('shared_basis' in k for k in fit.missing) and not any('shared_basis' in k for k in state):
+        hint = (
+            ' It looks like a plain ResNet checkpoint: turn it into this backbone with '
+            'tools/model_converters/plain_to_shared.py (or netrl2_to_mmbasis.py for official Net_RL2 weights).'
+        )
+    raise ValueError(
+        f'the Pretrained checkpoint {path!r}{f" (prefix {prefix!r})" if prefix else ""} does not fit '
+        f'{type(module).__name__}: only {len(matched)} of its {len(own)} tensors match by name and shape, holding '
+        f'{fraction:.0%} of its values (at least {min_match:.0%} are required, otherwise training would start from '
+        'a largely random backbone). '
+        f'Missing: {brief(fit.missing, 4) or "none"}; shape mismatches (checkpoint vs model): '
+        f'{brief(fit.shape_lines(), 4) or "none"}.' + hint
     )

@@ -10,8 +10,9 @@ import torch
 from mmdet.models.backbones import ResNet
 from mmengine.runner import load_checkpoint
 
+from mmbasis.deploy.folding import deploy_form
 from mmbasis.models import SharedBasisMobileNetV2, SharedBasisResNet
-from mmbasis.models.layers import FactorizedConv2d, deploy_form
+from mmbasis.models.layers import FactorizedConv2d
 from tests.helpers import randomize_bn
 
 R18 = dict(depth=18, base_channels=8, shared_rank=2, unique_rank=1, basis_sharing='conv')

@@ -7,7 +7,7 @@ from mmengine.optim import build_optim_wrapper
 
 from mmbasis.models import SharedBasisMobileNetV2
 from mmbasis.models.layers import BasisConv2d
-from tests.helpers import check_norm_state, num_params, randomize_bn
+from tests.helpers import assert_deploy_build_equals, check_norm_state, num_params, randomize_bn, untie
 
 SHARED_PP = dict(shared_convs=('expand_conv', 'linear_conv'))
 
@@ -65,12 +65,7 @@ def test_gradient_accumulates_from_every_block():
     torch.manual_seed(0)
     tied = SharedBasisMobileNetV2()
     untied = copy.deepcopy(tied)
-    copies = []
-    for m in untied.layer4.modules():
-        if isinstance(m, BasisConv2d):
-            own = torch.nn.Parameter(m.shared_basis.detach().clone())
-            m._shared = (own,)
-            copies.append(own)
+    copies = untie(m for m in untied.layer4.modules() if isinstance(m, BasisConv2d))
     x = torch.randn(2, 3, 64, 64)
     for model in (tied, untied):
         sum(o.pow(2).mean() for o in model(x)).backward()
@@ -166,12 +161,8 @@ def test_deploy_equivalence_and_strict_reload(cfg):
     for a, b in zip(before, after):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
     assert not any(isinstance(m, (torch.nn.BatchNorm2d, BasisConv2d)) for m in model.modules())
-    deployed = SharedBasisMobileNetV2(**cfg, out_indices=(2, 4, 7), deploy=True)
-    deployed.load_state_dict(model.state_dict(), strict=True)
-    deployed.eval()
-    with torch.no_grad():
-        for a, b in zip(after, deployed(x)):
-            assert torch.equal(a, b)
+    build = lambda: SharedBasisMobileNetV2(**cfg, out_indices=(2, 4, 7), deploy=True)  # noqa: E731
+    assert_deploy_build_equals(build, model.state_dict(), x, after)
 
 
 def test_deploy_keeps_frozen_stages_frozen():

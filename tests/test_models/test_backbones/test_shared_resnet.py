@@ -11,7 +11,7 @@ from mmengine.optim import build_optim_wrapper
 
 from mmbasis.models import SharedBasisResNet
 from mmbasis.models.layers import BasisConv2d, FactorizedConv2d
-from tests.helpers import check_norm_state, randomize_bn
+from tests.helpers import assert_deploy_build_equals, check_norm_state, randomize_bn, untie
 
 SMALL = dict(base_channels=8)
 S_STAR = dict(depth=34, shared_rank=2, unique_rank=1, basis_sharing='conv', **SMALL)
@@ -66,11 +66,7 @@ def test_gradient_accumulates_from_every_block():
     torch.manual_seed(0)
     tied = SharedBasisResNet(**S_SINGLE, norm_eval=False, zero_init_residual=False)
     untied = copy.deepcopy(tied)
-    copies = []
-    for conv in _uses(untied, 'layer3'):
-        own = torch.nn.Parameter(conv.shared_basis.detach().clone())
-        conv._shared = (own,)
-        copies.append(own)
+    copies = untie(_uses(untied, 'layer3'))
     x = torch.randn(2, 3, 32, 32)
     for model in (tied, untied):
         sum(o.pow(2).mean() for o in model(x)).backward()
@@ -260,12 +256,7 @@ def test_deploy_equivalence_and_strict_reload(cfg):
     assert {type(m) for m in leaves} <= {nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Identity}
     assert all(m.bias is not None for m in leaves if isinstance(m, nn.Conv2d))
     assert model.basis_groups() == [] and model.shared_bases() == {}
-    deployed = SharedBasisResNet(**cfg, deploy=True).double()
-    deployed.load_state_dict(model.state_dict(), strict=True)
-    deployed.eval()
-    with torch.no_grad():
-        for a, b in zip(after, deployed(x)):
-            assert torch.equal(a, b)
+    assert_deploy_build_equals(lambda: SharedBasisResNet(**cfg, deploy=True).double(), model.state_dict(), x, after)
 
 
 def test_deploy_refuses_group_norm():

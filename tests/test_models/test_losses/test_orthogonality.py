@@ -187,7 +187,7 @@ def _perturbed_groups(backbone, scale=0.05):
 def _paper_backbone(name):
     from mmdet.registry import MODELS
 
-    from mmbasis.paper_models import paper_backbone_cfg
+    from mmbasis.models.archs import paper_backbone_cfg
 
     torch.manual_seed(0)
     return MODELS.build(paper_backbone_cfg(name))

@@ -1,0 +1,376 @@
+"""What every study shares: the grids of cells, one run of a cell as an ordinary config run, the CSV of runs and its
+claims, summaries and the doc blocks they fill.
+
+A **grid** (:class:`Grid`) is the data of a study on one dataset: its cells (a config, with or without the
+regulariser), the metric keys of its evaluator, its data variants. A run of a cell is the cell's config with exactly
+the grid's overrides (:func:`run_config`: the seed, the regulariser kept or removed, the schedule, ``BasisStatsHook``),
+written into the run's work dir and trained by ``tools/train.py`` in a fresh interpreter (:func:`train`), so the run
+is reproduced by ``python tools/train.py WORK_DIR/run_config.py`` alone. Its results are read from what the run
+leaves there: the hook's records (losses per iteration, the statistics of the bases) and mmengine's validation
+scalars.
+
+Several study processes can share one grid: a run is claimed (:func:`claim`) before it starts and appended to the
+CSV when it ends; runs already in the CSV are skipped.
+"""
+
+import argparse
+import csv
+import glob
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REG_HOOK = 'OrthogonalityRegularizerHook'
+STATS_HOOK = 'BasisStatsHook'
+RUN_CONFIG = 'run_config.py'
+
+
+# ------------------------------------------------------------------------------------------------ grids
+@dataclass(frozen=True)
+class Cell:
+    """A grid cell: a config (relative to ``configs/``), with or without the regulariser, and its label."""
+
+    key: str
+    label: str
+    config: str
+    regularizer: bool
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The cells of a study on one dataset and how its runs are measured.
+
+    Attributes:
+        name: the dataset's name (``--grid``).
+        cells: the cells, in the order of the tables.
+        metrics: CSV column -> metric key of the evaluator; the first is the main metric.
+        metric_labels: CSV column -> its heading in the tables.
+        variants: data variants (``--dataset``): ``--cfg-options`` applied to every run.
+        comparisons: ``(cell, reference cell, question)`` of the study's comparison table.
+        epochs: the configs' own schedule (a run without ``--epochs``).
+        axis: the metric's axis label in the plots; title: the plots' title (``{epochs}`` filled in).
+    """
+
+    name: str
+    cells: Tuple[Cell, ...]
+    metrics: Dict[str, str]
+    metric_labels: Dict[str, str]
+    variants: Dict[str, List[str]] = field(default_factory=lambda: {'default': []})
+    comparisons: Tuple[Tuple[str, str, str], ...] = ()
+    epochs: int = 8
+    axis: str = ''
+    title: str = ''
+
+    @property
+    def by_key(self) -> Dict[str, Cell]:
+        return {c.key: c for c in self.cells}
+
+    @property
+    def main(self) -> str:
+        """The CSV column of the main metric."""
+        return next(iter(self.metrics))
+
+
+def _shapes_cell(key: str, label: str, backbone: str, regularizer: bool) -> Cell:
+    return Cell(key, label, f'shapes/faster-rcnn_{backbone}_slim-fpn_scratch-8e_shapes.py', regularizer)
+
+
+_HARD = [
+    f'{loader}.dataset.{key}'
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    for key in ('variant=hard', 'max_objects=10', 'data_root=data/shapes_hard/')
+] + [
+    'val_evaluator.ann_file=data/shapes_hard/val/annotation.json',
+    'test_evaluator.ann_file=data/shapes_hard/val/annotation.json',
+    'model.roi_head.bbox_head.num_classes=6',
+]
+COCO_METRICS = {'bbox_mAP': 'coco/bbox_mAP', 'bbox_mAP_50': 'coco/bbox_mAP_50', 'bbox_mAP_75': 'coco/bbox_mAP_75'}
+COCO_LABELS = {'bbox_mAP': 'bbox mAP', 'bbox_mAP_50': 'mAP@0.5', 'bbox_mAP_75': 'mAP@0.75'}
+
+#: The generated shapes data: Faster R-CNN from scratch, every backbone with the same neck, heads and schedule.
+SHAPES = Grid(
+    name='shapes',
+    cells=(
+        _shapes_cell('r18', 'ResNet-18', 'r18', False),
+        _shapes_cell('r18-s16u1', 'ResNet-18 S16U1', 'r18-s16u1', True),
+        _shapes_cell('r18-s16u1-noreg', 'ResNet-18 S16U1', 'r18-s16u1', False),
+        _shapes_cell('r34', 'ResNet-34', 'r34', False),
+        _shapes_cell('r34-s48u1star', 'ResNet34-S48U1*', 'r34-s48u1star', True),
+        _shapes_cell('r34-s48u1star-noreg', 'ResNet34-S48U1*', 'r34-s48u1star', False),
+        _shapes_cell('r34-s16u1star', 'ResNet34-S16U1*', 'r34-s16u1star', True),
+        # hardware-aligned variants (ours, not the paper's): total ranks multiples of 16
+        _shapes_cell('r34-s47u1star', 'ResNet34-S47U1* (aligned)', 'r34-s47u1star', True),
+        _shapes_cell('r34-s15u1star', 'ResNet34-S15U1* (aligned)', 'r34-s15u1star', True),
+    ),
+    metrics=COCO_METRICS,
+    metric_labels=COCO_LABELS,
+    variants={'default': [], 'hard': _HARD},
+    comparisons=(
+        ('r18-s16u1', 'r18', 'sharing, ResNet-18'),
+        ('r34-s48u1star', 'r34', 'sharing, ResNet-34 (S48U1*)'),
+        ('r34-s16u1star', 'r34', 'sharing, ResNet-34 (S16U1*)'),
+        ('r18-s16u1', 'r18-s16u1-noreg', 'the regulariser, ResNet-18 S16U1'),
+        ('r34-s48u1star', 'r34-s48u1star-noreg', 'the regulariser, ResNet34-S48U1*'),
+    ),
+    epochs=8,
+    axis='COCO bbox mAP (shapes val)',
+    title='Faster R-CNN from scratch on the shapes data, {epochs} epochs: mean ± std over seeds',
+)
+
+#: The real-image trees (deepforest, tiled Pascal VOC; issue 25): Faster R-CNN and SSD configs. Its cells are the
+#: study's configs once they exist; the metrics are those of its evaluators (VOC mAP first, then COCO's).
+TREES = Grid(
+    name='trees',
+    cells=(),
+    metrics={'voc_mAP': 'pascal_voc/mAP', **COCO_METRICS},
+    metric_labels={'voc_mAP': 'VOC mAP', **COCO_LABELS},
+    epochs=24,
+    axis='VOC mAP (trees test)',
+    title='Detectors on the deepforest trees, {epochs} epochs: mean ± std over seeds',
+)
+
+GRIDS: Dict[str, Grid] = {g.name: g for g in (SHAPES, TREES)}
+
+
+# ------------------------------------------------------------------------------------------------ one run
+def parse_options(options: Sequence[str]) -> dict:
+    """``--cfg-options`` strings (``key=value``) parsed as mmengine's tools parse them."""
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    return parser.parse_args(['--cfg-options', *options]).cfg_options if options else {}
+
+
+def run_config(
+    cell: Cell,
+    seed: int,
+    epochs: Optional[int],
+    val_interval: Optional[int],
+    work_dir: str,
+    options: Sequence[str],
+    init_checkpoint: Optional[str] = None,
+    stats: Optional[dict] = None,
+):
+    """The cell's config with exactly the grid's overrides (``options``: ``key=value`` strings).
+
+    The seed (``randomness.seed``); the regulariser kept (``cell.regularizer``) or removed; the schedule
+    (``epochs``: max_epochs, the LR step at 3/4 of it; ``val_interval``, default the end only); checkpoints every half
+    schedule, two kept (the warm-start study decomposes the plain runs at half time); ``init_checkpoint``: the
+    backbone's ``Pretrained`` weights; ``BasisStatsHook(**stats)`` appended to ``custom_hooks`` (recording the losses
+    of every iteration). The hook draws no random number, so the run trains as the cell's config would.
+    """
+    from mmbasis.utils.cli import read_config
+
+    cfg = read_config(osp.join(REPO, 'configs', cell.config), parse_options(options))
+    cfg.randomness = dict(seed=seed)
+    hooks = [h for h in cfg.get('custom_hooks', []) if cell.regularizer or h.get('type') != REG_HOOK]
+    if cell.regularizer and not any(h.get('type') == REG_HOOK for h in hooks):
+        raise ValueError(f'{cell.config} has no {REG_HOOK} to keep')
+    cfg.custom_hooks = hooks + [dict(type=STATS_HOOK, **dict(dict(interval=20, record_losses=True), **(stats or {})))]
+    if epochs is not None:
+        cfg.train_cfg.max_epochs = epochs
+        for sched in cfg.param_scheduler:
+            if sched.get('type') == 'MultiStepLR':
+                sched.update(end=epochs, milestones=[max(1, round(0.75 * epochs))])
+    cfg.train_cfg.val_interval = val_interval or cfg.train_cfg.max_epochs
+    cfg.default_hooks.checkpoint = dict(
+        type='SafeCheckpointHook', interval=max(1, cfg.train_cfg.max_epochs // 2), max_keep_ckpts=2
+    )
+    if init_checkpoint is not None:
+        cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=init_checkpoint)
+    cfg.work_dir = work_dir
+    return cfg
+
+
+def train(cfg, threads: int, log_path: str, expect_ok: bool = True) -> int:
+    """Write ``cfg`` to ``work_dir/run_config.py`` and train it with ``tools/train.py`` in a fresh interpreter
+    (``threads`` torch threads); the output goes to ``log_path``. Returns the exit code; raises with the log's tail
+    when ``expect_ok`` and the run failed."""
+    os.makedirs(cfg.work_dir, exist_ok=True)
+    path = osp.join(cfg.work_dir, RUN_CONFIG)
+    cfg.dump(path)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS='ignore')
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (REPO, os.environ.get('PYTHONPATH')) if p)
+    with open(log_path, 'w', encoding='utf-8') as log:
+        proc = subprocess.run(
+            [sys.executable, osp.join(REPO, 'tools', 'train.py'), path, '--work-dir', cfg.work_dir],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    if expect_ok and proc.returncode != 0:
+        with open(log_path, encoding='utf-8') as log:
+            tail = log.read().splitlines()[-15:]
+        raise RuntimeError(
+            f'the run in {cfg.work_dir} failed (exit {proc.returncode}); {log_path} ends:\n' + '\n'.join(tail)
+        )
+    return proc.returncode
+
+
+@dataclass
+class RunRecord:
+    """What a finished run left in its work dir: the hook's records and the validations."""
+
+    records: List[dict]  # BasisStatsHook records, in iteration order
+    validations: List[dict]  # mmengine's validation scalars (``step`` = epochs done), in order
+
+    @property
+    def iters(self) -> int:
+        return max(r['iter'] for r in self.records)
+
+    @property
+    def wall_s(self) -> float:
+        times = {r['event']: r['time'] for r in self.records if r.get('event')}
+        return round(times['after_train'] - times['before_train'], 1)
+
+    def losses(self, key: str) -> List[float]:
+        """Every iteration's value of the loss term ``key`` (iterations without it are left out)."""
+        return [r['losses'][key] for r in self.records if key in r.get('losses', {})]
+
+    def task_losses(self) -> List[float]:
+        """Every iteration's loss without the regulariser's term."""
+        return [r['losses']['loss'] - r['losses'].get('loss_orth', 0.0) for r in self.records if 'losses' in r]
+
+    def bases(self) -> List[dict]:
+        """The records of the bases (before the first iteration, then every ``interval``)."""
+        return [r for r in self.records if 'l_orth' in r]
+
+    def curve(self, metric: str, epochs: int) -> List[list]:
+        """``[[epoch, iteration, value], ...]`` of every validation (NaN where the metric is missing)."""
+        per_epoch = self.iters // epochs
+        return [[v['step'], v['step'] * per_epoch, float(v.get(metric, float('nan')))] for v in self.validations]
+
+
+def read_run_records(work_dir: str) -> List[dict]:
+    """The ``BasisStatsHook`` records of a run (empty when it wrote none)."""
+    from mmbasis.engine.hooks import read_basis_stats
+
+    path = osp.join(work_dir, 'basis_stats.jsonl')
+    return read_basis_stats(path) if osp.isfile(path) else []
+
+
+def read_run(work_dir: str) -> RunRecord:
+    """The :class:`RunRecord` of a finished run (its latest mmengine log folder)."""
+    logs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    if not logs:
+        raise FileNotFoundError(f'no vis_data/scalars.json under {work_dir}: did the run start?')
+    with open(logs[-1], encoding='utf-8') as f:
+        validations = [r for r in map(json.loads, f) if 'iter' not in r]  # training lines carry 'iter'
+    return RunRecord(read_run_records(work_dir), validations)
+
+
+def parameters(cfg) -> Tuple[int, int]:
+    """(backbone, detector) parameters of ``cfg.model`` (built on the meta device: shapes only)."""
+    import torch
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    return sum(p.numel() for p in model.backbone.parameters()), sum(p.numel() for p in model.parameters())
+
+
+def warmup_iters(cfg) -> int:
+    """The iterations of the config's iteration-based warm-up (0 without one)."""
+    return max((s.get('end', 0) for s in cfg.param_scheduler if not s.get('by_epoch', True)), default=0)
+
+
+# ------------------------------------------------------------------------------------------------ the CSV
+def read_rows(path: str) -> List[dict]:
+    if not osp.isfile(path):
+        return []
+    with open(path, newline='', encoding='utf-8') as f:
+        return list(csv.DictReader(f))
+
+
+def append_row(path: str, row: dict, fields: Sequence[str]) -> None:
+    """Append one row (header first if the file is new), flushed to disk before returning."""
+    new = not osp.isfile(path)
+    with open(path, 'a', newline='', encoding='utf-8') as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields))
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, '') for k in fields})
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run_key(cell: str, seed, epochs, options: str) -> tuple:
+    return cell, int(seed), str(epochs), options
+
+
+def run_dir(cell: str, seed: int, epochs, dataset: str = 'default') -> str:
+    """The work-dir name of a run (the warm-start study finds the plain runs' checkpoints by it)."""
+    return f'{cell}_seed{seed}_{epochs}e' + ('' if dataset == 'default' else f'_{dataset}')
+
+
+def claim(work_dir: str) -> bool:
+    """Claim a run for this process (``work_dir/claim``, created exclusively), so that several study processes
+    can share a grid; a claim whose process has died is taken over."""
+    os.makedirs(work_dir, exist_ok=True)
+    path = osp.join(work_dir, 'claim')
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path, encoding='utf-8') as f:
+                    pid = int(f.read().strip() or 0)
+                os.kill(pid, 0)
+                return pid == os.getpid()  # alive: another process owns it
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                try:
+                    os.remove(path)  # a dead process's claim
+                except FileNotFoundError:
+                    pass
+                continue
+        with os.fdopen(fd, 'w') as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def default_threads(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+# ------------------------------------------------------------------------------------------------ summaries
+def mean_std(values: Sequence[float]) -> str:
+    """``'0.504 ± 0.079'`` (mean ± sample std), one value alone, ``'-'`` for none."""
+    if not values:
+        return '-'
+    if len(values) == 1:
+        return f'{values[0]:.3f}'
+    return f'{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}'
+
+
+def command(tool: str, argv: Optional[Sequence[str]]) -> str:
+    """The command line that ran ``tool`` (``python -m experiments.x ...``), for the generated blocks."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return f'python {tool} ' + ' '.join(args)
+
+
+def write_doc(page: str, marker: str, table: str, cmd: str) -> None:
+    """The block ``marker`` of ``page``: ``table`` and the command that generated it."""
+    from mmbasis.utils.docs import write_block
+
+    write_block(page, marker, f'{table}\n\n(generated by `{cmd}`)')
+
+
+def pyplot():
+    """matplotlib's pyplot without a display."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    return plt

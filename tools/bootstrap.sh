@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the project-local virtual environment .venv with the pinned stack:
 #   torch/torchvision (requirements/torch.txt), mmcv 2.1.0 built from its source archive with ops,
-#   the runtime and test requirements, and mmbasis itself (editable).
+#   the runtime, test, deployment and documentation requirements, and mmbasis itself (editable).
 #
 # * A finished environment carries the stamp .venv/.mmbasis-env holding a hash of everything that
 #   defines it (this script, requirements/*.txt, the Python version). Same hash -> nothing is installed.
@@ -114,9 +114,9 @@ else
 fi
 
 step "install mmcv from $(basename "$WHEEL")" "${PIP[@]}" install --no-deps "$WHEEL"
-step "install mmengine, mmdet and the rest (requirements/runtime.txt, tests.txt, deploy.txt, pinned by constraints.txt)" \
+step "install mmengine, mmdet and the rest (requirements/runtime.txt, tests.txt, deploy.txt, docs.txt, pinned by constraints.txt)" \
     "${PIP[@]}" install -r requirements/runtime.txt -r requirements/tests.txt -r requirements/deploy.txt \
-    -c requirements/constraints.txt
+    -r requirements/docs.txt -c requirements/constraints.txt
 step "install mmbasis in editable mode" "${PIP[@]}" install --no-deps --no-build-isolation -e .
 # Checks the stack, not mmbasis' own code: a bug in mmbasis must not make a good environment look broken.
 step "check the installed stack (pip check, mmcv ops, mmdet, mmbasis on the path)" bash -c \

@@ -158,10 +158,6 @@ def test_real_dataset_configs_keep_mmdet_data_settings(name):
     base_path = mmdet_base(ROOT / name)
     assert base_path is not None and base_path.is_file(), f'{name} does not inherit an mmdet config'
     base = Config.fromfile(str(base_path))
-    # The one deliberate change: training workers are not persistent, so resume is exact
-    # (test_training_workers_are_not_persistent); everything else is mmdet's.
-    assert cfg.train_dataloader.get('persistent_workers') is False
-    base.train_dataloader['persistent_workers'] = False
     for key in DATA_KEYS:
         ours, theirs = without_scope(plain(cfg[key])), without_scope(plain(base[key]))
         if key == 'train_dataloader':  # ours restart their workers every epoch (see test_training_workers_...)

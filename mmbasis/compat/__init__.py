@@ -2,21 +2,18 @@
 
 One module per concern; each module's docstring names the versions it is for and the condition for removing it.
 
-=============================  ==========================================  =============================================
-module                         works around                                remove when
-=============================  ==========================================  =============================================
-``checkpoint_allowlist``       torch >= 2.6 ``weights_only`` refusing      mmengine loads its checkpoints with
-                               mmengine 0.10.7 training checkpoints        ``weights_only=True`` itself
-``distributed``                mmengine 0.10.7 CPU launches (CUDA          mmengine initialises CPU launches; torch's
-                               ``set_device``); torch 2.14 gloo exit abort gloo group survives interpreter exit
-``mmengine_checkpoint``        mmengine 0.10.7 ``PretrainedInit`` reading  mmengine offers the prefix load publicly
-                               through private functions
-``mmengine_loops``             mmengine 0.10.7 loops: no hook on a failed  mmengine calls a hook on failure and
-                               validation; resume draws skipped batches    restores the random state on resume
-``mmdet_asserts``              mmdet 3.3.0 ``ResNet`` argument checks      mmdet raises ``ValueError`` naming the value
-                               by bare ``assert``
-``mmdet_blocks``               mmdet 3.3.0 blocks' reentrant checkpointing mmdet's blocks pass ``use_reentrant=False``
-=============================  ==========================================  =============================================
+* ``checkpoint_allowlist``: torch >= 2.6 ``weights_only`` refusing mmengine 0.10.7 training checkpoints.
+  Remove when mmengine loads its checkpoints with ``weights_only=True`` itself.
+* ``distributed``: mmengine 0.10.7 CPU launches (CUDA ``set_device``); torch 2.14's gloo abort at exit.
+  Remove when mmengine initialises CPU launches and torch's gloo group survives interpreter exit.
+* ``mmengine_checkpoint``: mmengine 0.10.7 ``PretrainedInit`` reading through private functions.
+  Remove when mmengine offers the prefix load publicly.
+* ``mmengine_loops``: mmengine 0.10.7 loops: no hook on a failed validation; resume draws skipped batches.
+  Remove when mmengine calls a hook on failure and restores the random state on resume.
+* ``mmdet_asserts``: mmdet 3.3.0 ``ResNet`` argument checks by bare ``assert``.
+  Remove when mmdet raises ``ValueError`` naming the value.
+* ``mmdet_blocks``: mmdet 3.3.0 blocks' reentrant checkpointing.
+  Remove when mmdet's blocks pass ``use_reentrant=False``.
 
 Workarounds that stay with the code they belong to (a subclass is their natural form), listed here so that this is
 the one list to review when a dependency is upgraded:

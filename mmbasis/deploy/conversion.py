@@ -80,9 +80,9 @@ class DeployReport:
 
     Attributes:
         num_tensors_before / num_tensors_after (int): state dict sizes of the training / deploy model.
-        max_abs_diff (float): max |backbone output difference| between the eval-mode training model and the
+        max_abs_diff (float): largest absolute backbone output difference between the eval-mode training model and the
             deploy model on a random input (``check_shape``).
-        max_abs_ref (float): max |backbone output| of the training model on that input (for scale).
+        max_abs_ref (float): largest absolute backbone output of the training model on that input (for scale).
         dropped_keys (tuple[str]): top-level checkpoint entries not carried over.
         deploy_forms (dict): the forms chosen by measurement (empty without calibration).
     """

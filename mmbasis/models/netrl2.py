@@ -45,6 +45,7 @@ MobileNetV2 (``MobileNetV2_Shared``, ``MobileNetV2_SharedDouble``)
     ``shared_basis_{n}`` / ``shared_basis_{n}_1`` (and block copies ``shared_basis1``) ->
     ``layer{n+2}.shared_basis_expand_conv``; ``shared_basis_{n}_2`` (``shared_basis2``) ->
     ``layer{n+2}.shared_basis_linear_conv``.
+
 The classifier (``fc``, ``classifier``, CIFAR ``linear``) is dropped.
 """
 

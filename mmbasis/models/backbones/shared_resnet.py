@@ -76,7 +76,9 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
             ``arch`` is the paper model built (None when explicit arguments changed it).
         depth (int): 18, 34, 50, 101 or 152 (set by ``arch``).
 
-    Sharing arguments (keyword only; :data:`SHARING_DEFAULTS`):
+    The sharing arguments are keyword only (defaults: :data:`SHARING_DEFAULTS`).
+
+    Keyword Args:
         shared_rank (int, optional): ``s``, shared basis rank of stage 0 (scaled by ``rank_multipliers``).
             ``None`` shares the whole convolution (no factorisation; ``unique_rank`` must be 0).
         unique_rank (int): ``u``, unique basis rank of stage 0 (scaled by ``rank_multipliers``).
@@ -87,7 +89,7 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
             Default ``('conv1', 'conv2')`` for BasicBlock and ``('conv2',)`` for Bottleneck; ``('conv2',
             'conv3')`` gives ResNet-50 Shared++; ``()`` a plain ResNet.
 
-    Other arguments:
+    Other Parameters:
         deploy (bool): build the deploy structure (norms folded, plain convs); see :meth:`switch_to_deploy`.
         deploy_forms (dict, optional): ``{factorised conv name: 'merged' | 'factorized'}``, the deploy forms
             chosen by measurement (a calibrated deploy checkpoint's ``meta['deploy_forms']``); the others follow

@@ -28,11 +28,20 @@ DETECTORS = (
     'configs/faster_rcnn/faster-rcnn_r34-s48u1star-in1k_fpn_1x_coco.py',
     'configs/ssd/ssd300_r34-s48u1star-in1k_8xb8-120e_coco.py',
 )
+#: the trained twins whose inference is timed with their real post-processing (untrained heads predict nothing, so
+#: NMS would never run): the demo's detector and its plain twin, trained first by
+#: ``python tools/train.py CONFIG --work-dir work_dirs/shapes_r18-s16u1`` (and ``.../shapes_r18`` for the plain one)
+TRAINED = (
+    'configs/shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py',
+    'work_dirs/shapes_r18-s16u1/epoch_8.pth',
+    'configs/shapes/faster-rcnn_r18_slim-fpn_scratch-8e_shapes.py',
+    'work_dirs/shapes_r18/epoch_8.pth',
+)
 #: the runs of the grid: their arguments of the benchmark command (CSV and doc block added by :func:`command`)
 RUNS: Dict[str, List[str]] = {
     'backbones': ['--threads', '2', '--reps', '7', '--profile', '12'],
     'layers': ['--layers', '--models', 'ResNet34-S48U1*', 'ResNet34-S16U1*', '--threads', '2', '--reps', '10'],
-    'detectors': ['--detectors', *DETECTORS, '--threads', '2', '--iters', '7'],
+    'detectors': ['--detectors', *DETECTORS, '--trained', *TRAINED, '--threads', '2', '--iters', '7'],
 }
 
 

@@ -55,6 +55,7 @@ class Grid:
         comparisons: ``(cell, reference cell, question)`` of the study's comparison table.
         epochs: the configs' own schedule (a run without ``--epochs``).
         axis: the metric's axis label in the plots; title: the plots' title (``{epochs}`` filled in).
+        results: the folder under ``docs/results/`` of its CSV, summaries and plots; page: its documentation page.
     """
 
     name: str
@@ -66,6 +67,8 @@ class Grid:
     epochs: int = 8
     axis: str = ''
     title: str = ''
+    results: str = 'sharing_study'
+    page: str = 'docs/studies/sharing.md'
 
     @property
     def by_key(self) -> Dict[str, Cell]:
@@ -123,16 +126,45 @@ SHAPES = Grid(
     title='Faster R-CNN from scratch on the shapes data, {epochs} epochs: mean ± std over seeds',
 )
 
-#: The real-image trees (deepforest, tiled Pascal VOC; issue 25): Faster R-CNN and SSD configs. Its cells are the
-#: study's configs once they exist; the metrics are those of its evaluators (VOC mAP first, then COCO's).
+
+def _trees_cell(key: str, label: str, config: str, regularizer: bool) -> Cell:
+    return Cell(key, label, f'deepforest/{config}_trees.py', regularizer)
+
+
+#: The real-image trees (deepforest: tiles of real aerial images, Pascal VOC XML; docs/studies/real_images.md):
+#: Faster R-CNN (FPN) and SSD from scratch, each shared-basis config next to its plain twin. The metrics are those of
+#: the configs' evaluators: VOC mAP (IoU 0.5) first, then COCO's, small and medium objects included.
 TREES = Grid(
     name='trees',
-    cells=(),
-    metrics={'voc_mAP': 'pascal_voc/mAP', **COCO_METRICS},
-    metric_labels={'voc_mAP': 'VOC mAP', **COCO_LABELS},
-    epochs=24,
+    cells=(
+        _trees_cell('r18', 'ResNet-18', 'faster-rcnn_r18_slim-fpn_scratch-8e', False),
+        _trees_cell('r18-s16u1', 'ResNet-18 S16U1', 'faster-rcnn_r18-s16u1_slim-fpn_scratch-8e', True),
+        _trees_cell('r34', 'ResNet-34', 'faster-rcnn_r34_slim-fpn_scratch-8e', False),
+        _trees_cell('r34-s48u1star', 'ResNet34-S48U1*', 'faster-rcnn_r34-s48u1star_slim-fpn_scratch-8e', True),
+        _trees_cell('r34-s48u1star-noreg', 'ResNet34-S48U1*', 'faster-rcnn_r34-s48u1star_slim-fpn_scratch-8e', False),
+        _trees_cell('r34-s16u1star', 'ResNet34-S16U1*', 'faster-rcnn_r34-s16u1star_slim-fpn_scratch-8e', True),
+        _trees_cell('ssd-r34', 'SSD ResNet-34', 'ssd_r34_scratch-8e', False),
+        _trees_cell('ssd-r34-s48u1star', 'SSD ResNet34-S48U1*', 'ssd_r34-s48u1star_scratch-8e', True),
+    ),
+    metrics={
+        'voc_mAP': 'pascal_voc/mAP',
+        **COCO_METRICS,
+        'bbox_mAP_s': 'coco/bbox_mAP_s',
+        'bbox_mAP_m': 'coco/bbox_mAP_m',
+    },
+    metric_labels={'voc_mAP': 'VOC mAP', **COCO_LABELS, 'bbox_mAP_s': 'mAP small', 'bbox_mAP_m': 'mAP medium'},
+    comparisons=(
+        ('r18-s16u1', 'r18', 'sharing, ResNet-18'),
+        ('r34-s48u1star', 'r34', 'sharing, ResNet-34 (S48U1*)'),
+        ('r34-s16u1star', 'r34', 'sharing, ResNet-34 (S16U1*)'),
+        ('r34-s48u1star', 'r34-s48u1star-noreg', 'the regulariser, ResNet34-S48U1*'),
+        ('ssd-r34-s48u1star', 'ssd-r34', 'sharing, SSD ResNet-34 (S48U1*)'),
+    ),
+    epochs=8,
     axis='VOC mAP (trees test)',
-    title='Detectors on the deepforest trees, {epochs} epochs: mean ± std over seeds',
+    title='Detectors from scratch on the deepforest trees, {epochs} epochs: mean ± std over seeds',
+    results='real_images',
+    page='docs/studies/real_images.md',
 )
 
 GRIDS: Dict[str, Grid] = {g.name: g for g in (SHAPES, TREES)}

@@ -274,17 +274,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='a data variant of the grid (shapes: default, or hard: 6 classes, small/occluded objects, clutter); '
         'applied to every run as --cfg-options, so results of the two never mix',
     )
-    parser.add_argument('--out-dir', default=osp.join('docs', 'results', 'sharing_study'))
+    parser.add_argument('--out-dir', help="CSV, summaries and plots (default docs/results/<the grid's folder>)")
     parser.add_argument('--dry-run', action='store_true', help='list the runs (and which are done) and exit')
     parser.add_argument('--summary-only', action='store_true', help='summarise the CSV without training')
     add_doc_option(parser, DOC, 'the summary table')
     parser.add_argument('--doc-marker', '--readme-marker', dest='marker', help='the block (default sharing-study-<E>e)')
-    parser.add_argument(
-        '--work-root', default=osp.join('work_dirs', 'sharing_study'), help="where the runs' work dirs go"
-    )
+    parser.add_argument('--work-root', help="where the runs' work dirs go (default work_dirs/<the grid's folder>)")
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE', help='overrides of every run')
     args = parser.parse_args(argv)
     grid = args.grid = common.GRIDS[args.grid]
+    args.out_dir = args.out_dir or osp.join('docs', 'results', grid.results)
+    args.work_root = args.work_root or osp.join('work_dirs', grid.results)
     if args.dataset not in grid.variants:
         parser.error(f'--dataset {args.dataset!r}: the {grid.name} grid has {", ".join(grid.variants)}')
     args.cfg_options = grid.variants[args.dataset] + args.cfg_options
@@ -299,6 +299,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if any(s < 0 for s in args.seeds) or len(set(args.seeds)) != len(args.seeds):
         parser.error(f'--seeds {args.seeds}: give distinct non-negative integers')
     args.doc = doc_target(args)
+    if args.doc == DOC:  # `--doc` alone: the grid's page
+        args.doc = grid.page
     if args.doc:
         args.marker = args.marker or f'sharing-study-{args.epochs or grid.epochs}e'
         problem = block_problem(args.doc, args.marker)

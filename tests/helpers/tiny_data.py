@@ -149,7 +149,7 @@ def shrink(cfg: Config) -> None:
         cfg[loader].update(batch_size=batch, num_workers=0, persistent_workers=False)
         for ds in dataset_cfgs(cfg[loader]['dataset']):
             for t in ds['pipeline']:
-                if t['type'] == 'Resize' and tuple(t['scale']) in SMALL_SCALE:
+                if t['type'] == 'Resize' and tuple(t.get('scale') or ()) in SMALL_SCALE:
                     t['scale'] = SMALL_SCALE[tuple(t['scale'])]
 
 

@@ -33,7 +33,9 @@ from tests.helpers.tiny_data import (
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = CONFIG_ROOT
-REAL = [c for c in CONFIGS if not c.startswith('shapes/')]
+REAL = [c for c in CONFIGS if not c.startswith(('shapes/', 'deepforest/'))]  # the COCO/VOC zoo: mmdet's data
+#: configs of our own datasets (generated shapes here; the real deepforest trees in test_voc_real_data.py)
+OWN_DATA = [c for c in CONFIGS if not c.startswith('deepforest/')]
 MMDET_CONFIGS = Path(mmdet.__file__).parent / '.mim' / 'configs'
 DATA_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator', 'test_evaluator')
 #: backbone token of a config name (without ``-in1k``) -> the paper model it must be
@@ -109,7 +111,7 @@ def pretrained(backbone: dict) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', CONFIGS)
+@pytest.mark.parametrize('name', OWN_DATA)
 def test_config_trains_and_predicts_on_its_data_format(name, data_roots):
     cfg = Config.fromfile(str(ROOT / name))  # imports custom_imports (mmbasis)
     assert cfg.custom_imports == dict(imports=['mmbasis'], allow_failed_imports=False)

@@ -24,6 +24,7 @@ from tests.helpers.tiny_data import CONFIG_ROOT as ROOT
 from tests.helpers.tiny_data import CONFIGS, dataset_cfgs, quiet_logger, shrink
 
 VOC_CONFIGS = [c for c in CONFIGS if c.startswith('pascal_voc/')]
+TREES_CONFIGS = [c for c in CONFIGS if c.startswith('deepforest/')]
 TILES = 4
 
 
@@ -113,3 +114,50 @@ def test_voc_config_trains_and_evaluates_on_real_tiles(name, trees, tmp_path, mo
             np.testing.assert_array_equal(ann['bboxes'], np.array(boxes[0], np.float32).reshape(-1, 4))
             np.testing.assert_array_equal(ann['bboxes_ignore'], np.array(boxes[1], np.float32).reshape(-1, 4))
         assert per_class[0]['num_gts'] == sum(len(b[0]) for b in truth.values())
+
+
+def test_trees_configs_inherit_the_zoos_voc_configs():
+    """configs/deepforest/: one per cell of the real-image study, each on top of a Pascal VOC config of the zoo."""
+    assert len(TREES_CONFIGS) == 7, TREES_CONFIGS
+    for name in TREES_CONFIGS:
+        text = (ROOT / name).read_text()
+        assert "'../pascal_voc/" in text or "'./" in text, name  # the plain ones name the zoo's VOC config
+        cfg = Config.fromfile(str(ROOT / name))
+        kinds = {e['type'] for e in cfg.val_evaluator}
+        assert kinds == {'VOCMetric', 'CocoMetric'}, name  # VOC mAP and COCO AP by object size
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            assert all(d['type'] == 'DeepForestTreesDataset' for d in dataset_cfgs(cfg[loader]['dataset']))
+        head = cfg.model.roi_head.bbox_head if 'roi_head' in cfg.model else cfg.model.bbox_head
+        assert head.num_classes == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', TREES_CONFIGS)
+def test_trees_config_trains_and_evaluates_on_real_tiles(name, trees, tmp_path):
+    """Each config of the real-image study as it is, on the tiny tile folder (its tiling arguments), for 2
+    iterations, then validation and test with both metrics."""
+    cfg = Config.fromfile(str(ROOT / name))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        for ds in dataset_cfgs(cfg[loader]['dataset']):
+            ds.update(data_root=f'{trees}/', tile_size=128, max_tiles=TILES)
+    if 'roi_head' in cfg.model:
+        cfg.model.train_cfg.rpn_proposal.max_per_img = 100
+        cfg.model.test_cfg.rpn.max_per_img = 100
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=2)
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint = None
+    cfg.work_dir = str(tmp_path)
+    cfg.launcher = 'none'
+    shrink(cfg)
+    with quiet_logger():
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        loss = runner.message_hub.get_scalar('train/loss').current()
+        metrics = runner.test()
+    assert math.isfinite(loss) and loss > 0
+    assert ('train/loss_orth' in runner.message_hub.log_scalars) == ('s48u1star' in name or 's16u1' in name)
+    assert 0 <= metrics['pascal_voc/mAP'] <= 1
+    # CocoMetric returns no keys when 2 iterations of a model from scratch predict nothing at all; when it has
+    # results it reports AP by object size (the study's small-object AP)
+    if 'coco/bbox_mAP' in metrics:
+        assert -1 <= metrics['coco/bbox_mAP_s'] <= 1

@@ -104,8 +104,8 @@ def test_bad_arguments_are_refused(capsys):
         study.main(['--epochs', '0'])
     assert '--epochs 0 must be >= 1' in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        study.main(['--grid', 'trees'])  # its configs come later: no cell yet
-    assert 'unknown cells []; choose from (none yet)' in capsys.readouterr().err
+        study.main(['--grid', 'trees', '--cells', 'r34-s47u1star'])  # a cell of the shapes grid only
+    assert "unknown cells ['r34-s47u1star']; choose from r18, r18-s16u1, r34," in capsys.readouterr().err
 
 
 def test_a_page_without_the_schedules_block_is_refused_before_any_run(tmp_path, capsys):
@@ -135,7 +135,13 @@ def test_the_grids_are_data(tmp_path):
     assert study.fields(shapes)[8:11] == ['bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75']
     trees = common.GRIDS['trees']
     assert trees.main == 'voc_mAP' and trees.metrics['voc_mAP'] == 'pascal_voc/mAP'
-    assert 'coco/bbox_mAP' in trees.metrics.values()
+    assert {'coco/bbox_mAP', 'coco/bbox_mAP_s'} <= set(trees.metrics.values())
+    for cell in trees.cells:
+        assert osp.isfile(osp.join(common.REPO, 'configs', cell.config)), cell.config
+    assert all(c in trees.by_key and r in trees.by_key for c, r, _ in trees.comparisons)
+    args = study.parse_args(['--grid', 'trees', '--doc'])
+    assert args.out_dir == osp.join('docs', 'results', 'real_images') and args.doc == 'docs/studies/real_images.md'
+    assert study.parse_args([]).out_dir == osp.join('docs', 'results', 'sharing_study')
     cfg = common.run_config(shapes.by_key['r18'], 3, 4, 2, str(tmp_path), ['model.backbone.base_channels=32'])
     assert cfg.randomness == dict(seed=3) and cfg.train_cfg.max_epochs == 4 and cfg.train_cfg.val_interval == 2
     assert [h['type'] for h in cfg.custom_hooks] == ['FiniteLossHook', common.STATS_HOOK]  # no regulariser: plain

@@ -52,7 +52,10 @@ class Grid:
         metrics: CSV column -> metric key of the evaluator; the first is the main metric.
         metric_labels: CSV column -> its heading in the tables.
         variants: data variants (``--dataset``): ``--cfg-options`` applied to every run.
-        comparisons: ``(cell, reference cell, question)`` of the study's comparison table.
+        comparisons: ``(cell, reference cell, question)`` of the study's comparison table (one Holm family).
+        own_comparisons: ``(cell, reference cell, question)`` of a second table, a Holm family of its own: questions
+            about variants of ours (hardware-aligned ranks against the paper's), kept apart so that adding them
+            leaves the paper's comparisons and their corrections unchanged.
         epochs: the configs' own schedule (a run without ``--epochs``).
         axis: the metric's axis label in the plots; title: the plots' title (``{epochs}`` filled in).
         results: the folder under ``docs/results/`` of its CSV, summaries and plots; page: its documentation page.
@@ -64,6 +67,7 @@ class Grid:
     metric_labels: Dict[str, str]
     variants: Dict[str, List[str]] = field(default_factory=lambda: {'default': []})
     comparisons: Tuple[Tuple[str, str, str], ...] = ()
+    own_comparisons: Tuple[Tuple[str, str, str], ...] = ()
     epochs: int = 8
     axis: str = ''
     title: str = ''
@@ -120,6 +124,10 @@ SHAPES = Grid(
         ('r34-s16u1star', 'r34', 'sharing, ResNet-34 (S16U1*)'),
         ('r18-s16u1', 'r18-s16u1-noreg', 'the regulariser, ResNet-18 S16U1'),
         ('r34-s48u1star', 'r34-s48u1star-noreg', 'the regulariser, ResNet34-S48U1*'),
+    ),
+    own_comparisons=(
+        ('r34-s47u1star', 'r34-s48u1star', 'aligned ranks, S47U1* (ours) vs S48U1* (paper)'),
+        ('r34-s15u1star', 'r34-s16u1star', 'aligned ranks, S15U1* (ours) vs S16U1* (paper)'),
     ),
     epochs=8,
     axis='COCO bbox mAP (shapes val)',

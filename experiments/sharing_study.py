@@ -29,7 +29,7 @@ import os.path as osp
 import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 from experiments import common, stats
 from experiments.common import Cell, Grid
@@ -157,7 +157,10 @@ def summarize(grid: Grid, rows: List[dict]) -> str:
             + f'{statistics.fmean(col("wall_s")) / 60:.1f} |'
         )
     comparisons = compare(grid, rows)
-    return '\n'.join(lines + (['', *comparisons] if comparisons else []))
+    own = compare(grid, rows, grid.own_comparisons)
+    if own:
+        own = ['', "Variants of ours against the paper's (a Holm family of its own):", '', *own]
+    return '\n'.join(lines + (['', *comparisons] if comparisons else []) + own)
 
 
 def _last_validations(row: dict, n: int = 4) -> str:
@@ -194,12 +197,13 @@ def schedule_check(grid: Grid, rows: List[dict], others: List[dict]) -> str:
     )
 
 
-def compare(grid: Grid, rows: List[dict]) -> List[str]:
+def compare(grid: Grid, rows: List[dict], comparisons: Optional[Sequence[Tuple[str, str, str]]] = None) -> List[str]:
     """The table of the grid's comparisons (:func:`experiments.stats.comparison_table`): per comparison the mean
     difference with its 95 % Welch interval, Hedges' g, Welch's t and p, p Holm-adjusted over the comparisons of
-    this table, and the reading the adjusted p allows. Generated, so that no number is typed by hand."""
+    this table, and the reading the adjusted p allows. Generated, so that no number is typed by hand.
+    ``comparisons``: another family than the grid's main one (e.g. ``grid.own_comparisons``)."""
     cells, metric, out = grid.by_key, grid.main, []
-    for cell, ref, what in grid.comparisons:
+    for cell, ref, what in grid.comparisons if comparisons is None else comparisons:
         name = f'{cells[cell].label}{reg_label(cells[cell])}'
         out.append(
             (

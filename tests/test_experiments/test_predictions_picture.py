@@ -19,8 +19,7 @@ def config_and_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp('picture')
     config = root / 'shapes.py'
     config.write_text(
-        f"_base_ = '{CONFIG}'\n"
-        f"val_dataloader = dict(dataset=dict(data_root='{root}/shapes/', num_images=3))\n"
+        f"_base_ = '{CONFIG}'\nval_dataloader = dict(dataset=dict(data_root='{root}/shapes/', num_images=3))\n"
     )
     init_default_scope('mmdet')
     torch.manual_seed(0)

@@ -94,6 +94,10 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         deploy_forms (dict, optional): ``{factorised conv name: 'merged' | 'factorized'}``, the deploy forms
             chosen by measurement (a calibrated deploy checkpoint's ``meta['deploy_forms']``); the others follow
             the multiply-add rule. See :meth:`set_deploy_forms`.
+        recompute_basis_norm (bool): in training, recompute each factorised convolution's normalised basis
+            responses in the backward pass instead of storing them: the same outputs, gradients and running
+            statistics with one map of ``R`` channels less per factorised convolution
+            (:mod:`mmbasis.models.layers.recompute_norm`). Default False.
         **kwargs: every argument of mmdet's ``ResNet``, checked by mmdet (num_stages, strides, norm_cfg,
             norm_eval, with_cp, style, deep_stem, avg_down, zero_init_residual, init_cfg, ...);
             ``frozen_stages`` must be in ``[-1, num_stages]`` and ``out_indices`` distinct stage indices
@@ -112,6 +116,7 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         arch: Optional[str] = None,
         deploy: bool = False,
         deploy_forms: Optional[Dict[str, str]] = None,
+        recompute_basis_norm: bool = False,
         **kwargs,
     ) -> None:
         given = {k: kwargs.pop(k) for k in SHARING_DEFAULTS if k in kwargs}
@@ -147,6 +152,7 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
             )
         check_choice('basis_sharing', basis_sharing, ('stage', 'conv'))
         check_bool('deploy', deploy)
+        check_bool('recompute_basis_norm', recompute_basis_norm)
         if block is not None:
             shared_convs = (
                 DEFAULT_SHARED[block]
@@ -164,6 +170,10 @@ class SharedBasisResNet(SharedBasisBackboneMixin, ResNet):
         with mmdet_argument_checks("mmdet's ResNet", dict(depth=depth, **dict(sorted(kwargs.items())))):
             super().__init__(depth, **kwargs)
         self._check_out_indices()
+        self.recompute_basis_norm = recompute_basis_norm
+        for module in self.modules():
+            if isinstance(module, FactorizedConv2d):
+                module.recompute_norm = recompute_basis_norm
         self.deploy = False
         self.set_deploy_forms(deploy_forms)
         if deploy:

@@ -24,6 +24,7 @@ from mmcv.cnn import build_norm_layer
 from torch import Tensor
 
 from ...deploy.folding import basis_to_conv2d, fold_factorized
+from .recompute_norm import applies, norm_then_coeff
 
 
 def _pair(v) -> Tuple[int, int]:
@@ -159,6 +160,11 @@ class FactorizedConv2d(nn.Module):
     Shapes:
         ``(N, S, H, W)`` -> ``(N, T, H', W')``. The norm after the coefficients belongs to the block
         (mmdet's ``bn1``/``bn2``), so that block code reads like mmdet's ResNet.
+
+    Attributes:
+        recompute_norm (bool): in training, recompute the normalised basis responses in the backward pass instead
+            of storing them (:mod:`mmbasis.models.layers.recompute_norm`: exact, one map of ``R`` channels less
+            per layer). Default False; the backbones' ``recompute_basis_norm`` sets it.
     """
 
     def __init__(
@@ -179,6 +185,7 @@ class FactorizedConv2d(nn.Module):
         #: the deploy form :meth:`fuse` builds: ``None`` chooses by multiply-adds; ``'merged'`` or
         #: ``'factorized'`` forces one (set by measuring, see ``mmbasis.deploy.calibrate_deploy_forms``)
         self.forced_deploy_form: Optional[str] = None
+        self.recompute_norm = False
 
     @classmethod
     def like(
@@ -191,7 +198,10 @@ class FactorizedConv2d(nn.Module):
         return cls(conv.in_channels, conv.out_channels, unique_rank, shared_basis, norm_cfg, **geometry)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.coeff(self.basis_norm(self.basis(x)))
+        y = self.basis(x)
+        if self.recompute_norm and applies(self.basis_norm, self.coeff):
+            return norm_then_coeff(self.basis_norm, self.coeff, y)
+        return self.coeff(self.basis_norm(y))
 
     def fuse(self, out_norm: Optional[nn.Module] = None) -> nn.Module:
         """Plain, bias-carrying convolutions computing ``out_norm(self(x))`` in eval mode, in the form

@@ -11,13 +11,15 @@ The command is ``tools/analysis_tools/benchmark_backbones.py``; the grid behind 
 ``experiments/benchmark.py``.
 """
 
-from .backbones import REGULARISER, bench_pair, build_backbone, pairs_for
+from .backbones import REGULARISER, bench_pair, build_backbone, pairs_for, resolve_model
 from .detectors import BenchError, bench_detectors
 from .layers import bench_layers
-from .timing import MODES, Settings, time_interleaved
+from .timing import ALL_MODES, MODES, RUNTIME_MODES, Settings, time_interleaved
 
 __all__ = [
+    'ALL_MODES',
     'MODES',
+    'RUNTIME_MODES',
     'REGULARISER',
     'BenchError',
     'Settings',
@@ -26,5 +28,6 @@ __all__ = [
     'bench_pair',
     'build_backbone',
     'pairs_for',
+    'resolve_model',
     'time_interleaved',
 ]

@@ -1,6 +1,8 @@
-"""The backbone benchmark: every paper model against the mmdet network it replaces, per mode (training step with the
-regulariser as configured, eval, deploy, deploy with measured forms, onnxruntime), plus parameters, multiply-adds,
-``state_dict`` sizes and the peak memory of a training step (:func:`bench_pair`).
+"""The backbone benchmark: every paper model (or a backbone of one's own given by its config file, e.g. the
+hardware-aligned variants) against the mmdet network it replaces, per mode (training step with the regulariser as
+configured, eval, deploy, deploy with measured forms, onnxruntime; on request ``torch.compile`` and OpenVINO), plus
+parameters, multiply-adds, ``state_dict`` sizes and the peak memory of a training step and of a deploy-form
+inference (:func:`bench_pair`).
 """
 
 import copy
@@ -26,13 +28,44 @@ def build_backbone(cfg: dict) -> nn.Module:
     return MODELS.build(dict(cfg, norm_eval=False))
 
 
+def variant_label(cfg: dict) -> str:
+    """A name for a backbone that is not a paper model: ``ResNet34-S47U1* (ours)`` for a ``SharedBasisResNet``
+    with explicit ranks (``*``: one basis per convolution position, as the paper writes it), else its type."""
+    if cfg.get('type') == 'SharedBasisResNet' and 'shared_rank' in cfg:
+        star = '*' if cfg.get('basis_sharing') == 'conv' else ''
+        return f'ResNet{cfg.get("depth", 50)}-S{cfg["shared_rank"]}U{cfg.get("unique_rank", 0)}{star} (ours)'
+    return f'{cfg.get("type")} (ours)'
+
+
+def backbone_from_file(path: str) -> dict:
+    """The backbone a config file defines: its ``shared_backbone`` variable (the files of
+    ``configs/_base_/backbones/``) or its ``model.backbone``; :class:`ValueError` naming the file otherwise."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(path)
+    backbone = cfg.get('shared_backbone') or cfg.get('model', {}).get('backbone')
+    if not backbone or 'type' not in backbone:
+        raise ValueError(f'{path} defines no backbone: it needs a shared_backbone dict or model.backbone with a type')
+    return dict(backbone.to_dict() if hasattr(backbone, 'to_dict') else backbone)
+
+
+def resolve_model(name: str) -> Tuple[str, dict]:
+    """``(label, explicit backbone config)`` of a paper model name or of a backbone config file."""
+    from ..models.archs import PAPER_MODEL_NAMES, expand_arch, paper_backbone_cfg
+
+    if name in PAPER_MODEL_NAMES:
+        return name, paper_backbone_cfg(name)
+    ours = expand_arch(backbone_from_file(name))
+    return variant_label(ours), ours
+
+
 def pairs_for(names: Sequence[str]) -> List[Tuple[str, dict, str, dict]]:
-    """``(our label, our config, their label, their config)`` for each paper model name."""
-    from ..models.archs import paper_backbone_cfg, plain_counterpart
+    """``(our label, our config, their label, their config)`` for each paper model name or backbone config file."""
+    from ..models.archs import plain_counterpart
 
     out = []
-    for name in names:
-        ours = paper_backbone_cfg(name)
+    for model in names:
+        name, ours = resolve_model(model)
         theirs = plain_counterpart(ours)
         label = 'ResNet-{}'.format(theirs['depth']) if theirs.get('type') == 'ResNet' else 'MobileNetV2 (plain)'
         out.append((name, ours, label, theirs))
@@ -114,29 +147,71 @@ def onnx_fn(model: nn.Module, x: torch.Tensor, threads: Optional[int]) -> Callab
     return lambda: session.run(None, feed)
 
 
+def compiled_fn(model: nn.Module, x: torch.Tensor) -> Tuple[Callable[[], None], float]:
+    """Inference of ``torch.compile(model)`` (inductor, default mode, static shapes) and the seconds its first call
+    took (compilation included)."""
+    import time
+
+    model.eval()  # (mmdet's ResNet.train returns None: no chaining)
+    compiled = torch.compile(model, dynamic=False)
+
+    def run():
+        with torch.no_grad():
+            compiled(x)
+
+    t0 = time.perf_counter()
+    run()
+    return run, time.perf_counter() - t0
+
+
+def openvino_fn(model: nn.Module, x: torch.Tensor, threads: Optional[int]) -> Callable[[], None]:
+    """Inference of ``model`` exported to ONNX (deploy form), compiled by OpenVINO for the CPU in float32."""
+    import tempfile
+
+    from ..deploy.onnx import export_onnx
+    from ..deploy.runtime import openvino_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        compiled = openvino_model(export_onnx(model, x.cpu(), os.path.join(tmp, 'model.onnx')), threads)
+    feed = [x.cpu().numpy()]
+    return lambda: compiled(feed)
+
+
+def _peak_bytes(fn: Callable[[], None], device: torch.device) -> float:
+    """Peak bytes allocated during one call of ``fn`` above what was allocated before it."""
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return float(torch.cuda.max_memory_allocated(device) - base)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # the running sum of each op's own allocations minus frees, in the order the ops started (nothing allocated
+    # before the call is freed during it)
+    level = peak = 0
+    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+        level += e.self_cpu_memory_usage
+        peak = max(peak, level)
+    return float(peak)
+
+
 def peak_train_memory(model: nn.Module, x: torch.Tensor, device: torch.device, regulariser=(None, [])) -> float:
     """Peak bytes allocated during one training step (parameters and their gradients included)."""
     step = train_step_fn(model, x, regulariser)
     step()  # warm-up; then the gradients are released before the measured step, as zero_grad(set_to_none) does
     for p in model.parameters():
         p.grad = None
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        step()
-        torch.cuda.synchronize(device)
-        return float(torch.cuda.max_memory_allocated(device) - base) + _param_bytes(model)
-    from torch.profiler import ProfilerActivity, profile
+    return _peak_bytes(step, device) + _param_bytes(model)
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    # the running sum of each op's own allocations minus frees, in the order the ops started (nothing allocated
-    # before the step is freed during it, so the level starts at the parameters and buffers)
-    level = peak = 0
-    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
-        level += e.self_cpu_memory_usage
-        peak = max(peak, level)
-    return float(peak) + _param_bytes(model)
+
+def peak_infer_memory(model: nn.Module, x: torch.Tensor, device: torch.device) -> float:
+    """Peak bytes of one inference of ``model`` (eval mode, no autograd), its parameters and buffers included."""
+    run = infer_fn(model, x)
+    run()
+    return _peak_bytes(run, device) + _param_bytes(model)
 
 
 def _param_bytes(model: nn.Module) -> int:
@@ -180,6 +255,7 @@ def bench_pair(
             ckpt_mb=state_dict_bytes(model) / 2**20,
             deploy_ckpt_mb=state_dict_bytes(dep) / 2**20,
             peak_mb=peak_train_memory(model, x, device, regs[key]) / 2**20 if 'train' in settings.modes else math.nan,
+            infer_peak_mb=peak_infer_memory(dep, x, device) / 2**20,
         )
     timings = {}
     for mode in settings.modes:
@@ -195,6 +271,19 @@ def bench_pair(
             fns = [infer_fn(deploy_copy(ours, True), x), infer_fn(deploy_copy(theirs, False), x)]
         elif mode == 'deploy-cal':
             fns = [infer_fn(deploy_copy(ours, True, calibrate_on=x), x), infer_fn(deploy_copy(theirs, False), x)]
+        elif mode == 'compile':  # both deploy forms compiled alike; the compile times go into the notes
+            (f_ours, s_ours), (f_theirs, s_theirs) = (
+                compiled_fn(deploy_copy(ours, True), x),
+                compiled_fn(deploy_copy(theirs, False), x),
+            )
+            t = summarize_times(*time_interleaved([f_ours, f_theirs], settings.reps, settings.warmup, device))
+            timings[mode] = dict(t, ours_compile_s=s_ours, theirs_compile_s=s_theirs)
+            continue
+        elif mode == 'openvino':
+            fns = [
+                openvino_fn(deploy_copy(ours, True), x, settings.threads),
+                openvino_fn(deploy_copy(theirs, False), x, settings.threads),
+            ]
         else:
             fns = [
                 onnx_fn(deploy_copy(ours, True), x, settings.threads),

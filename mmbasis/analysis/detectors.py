@@ -32,6 +32,7 @@ from .timing import Settings, summarize_times, time_interleaved
 REG_HOOK = 'OrthogonalityRegularizerHook'
 UNTRAINED_MODES = ('det-train', 'det-forward-zeroed')
 TRAINED_MODES = ('det-forward', 'det-infer')
+END2END_MODES = ('e2e-eager', 'e2e-onnxruntime', 'e2e-openvino')
 
 
 class BenchError(ValueError):
@@ -229,6 +230,69 @@ def trained_fns(
     return out
 
 
+def _folded(model: nn.Module) -> nn.Module:
+    """A copy of a trained detector with its backbone in deploy form: ours ``switch_to_deploy()``, a plain one with
+    its BatchNorms folded by mmcv's ``fuse_conv_bn`` (as the backbone benchmark's deploy mode)."""
+    from mmcv.cnn import fuse_conv_bn
+
+    model = copy.deepcopy(model).eval()
+    if hasattr(model.backbone, 'switch_to_deploy'):
+        model.backbone.switch_to_deploy()
+    else:
+        model.backbone = fuse_conv_bn(model.backbone)
+    return model
+
+
+def end2end_fns(
+    spec: List[str], threads: Optional[int], device: torch.device, cfg_options: Optional[dict] = None
+) -> Dict[str, dict]:
+    """``{mode: dict(fns=[ours, theirs], notes)}`` for :data:`END2END_MODES`: the trained twins as deployed end to
+    end (:class:`~mmbasis.deploy.end2end.End2EndDetector`: one image in, boxes, scores and labels out, decoding and
+    NMS inside, backbones folded) in PyTorch eager, onnxruntime and OpenVINO (CPU, float32), on the first
+    validation image of our config letterboxed to the config's test size. Notes: detections per side (eager) and
+    the peak memory of one eager inference (parameters included)."""
+    import tempfile
+
+    from ..deploy.end2end import End2EndDetector, default_input_shape
+    from ..deploy.onnx import export_onnx, onnx_session
+    from ..deploy.runtime import load_image, openvino_model
+    from .backbones import _param_bytes, _peak_bytes
+
+    if device.type != 'cpu':
+        raise BenchError(f'--end2end runs the CPU runtimes; --device {device} is not allowed with it')
+    (ours, theirs), cfg = trained_pair(spec, cfg_options)
+    shape = default_input_shape(cfg)
+    path = validation_batch(cfg, 1)['data_samples'][0].img_path
+    image, _ = load_image(path, shape)
+    out = {mode: dict(fns=[], notes={}) for mode in END2END_MODES}
+    counts, peaks = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, model in enumerate((ours, theirs)):
+            net = End2EndDetector(_folded(model), shape).eval()
+
+            def eager(net=net):
+                with torch.no_grad():
+                    return net(image)
+
+            counts.append(len(eager()[1]))
+            peaks.append((_peak_bytes(eager, device) + _param_bytes(net)) / 2**20)
+            onnx_path = export_onnx(net, image, f'{tmp}/{i}.onnx')
+            session, compiled = onnx_session(onnx_path, threads), openvino_model(onnx_path, threads)
+            feed = image.numpy()
+            out['e2e-eager']['fns'].append(eager)
+            out['e2e-onnxruntime']['fns'].append(lambda s=session, f=feed: s.run(None, {s.get_inputs()[0].name: f}))
+            out['e2e-openvino']['fns'].append(lambda c=compiled, f=feed: c([f]))
+    out['e2e-eager']['notes'] = dict(
+        ours_dets=counts[0],
+        theirs_dets=counts[1],
+        score_thr=score_threshold(cfg.model),
+        ours_peak_mb=peaks[0],
+        theirs_peak_mb=peaks[1],
+        input=f'{shape[0]}x{shape[1]}',
+    )
+    return out
+
+
 def _num_classes(model_cfg) -> int:
     for key in ('roi_head', 'bbox_head'):
         head = model_cfg.get(key)
@@ -246,6 +310,8 @@ def bench_detectors(
     """``(ours, theirs, mode, timings and notes)`` for every ``--detectors`` config and ``--trained`` pair."""
     jobs = [(c, 'plain backbone', partial(untrained_fns, c, settings.batch, settings.size)) for c in detectors]
     jobs += [(s[0], os.path.basename(s[2]), partial(trained_fns, s, settings.batch)) for s in trained]
+    if settings.end2end:
+        jobs += [(s[0], os.path.basename(s[2]), partial(end2end_fns, s, settings.threads)) for s in trained]
     rows = []
     for config, theirs, build in jobs:
         modes = build(device=device, cfg_options=settings.cfg_options)

@@ -1,6 +1,7 @@
 """The benchmark's tables (markdown rows) and its CSV."""
 
 import csv
+import math
 import os
 from typing import List, Sequence
 
@@ -24,9 +25,15 @@ def row_text(label: str, theirs: str, mode: str, t: dict) -> str:
     notes = []
     if 'reg_ms' in t:
         notes.append(f'regulariser {t["reg_ms"]:.1f} ms = {100 * t["reg_share"]:.1f} % of ours')
+    if 'ours_compile_s' in t:
+        notes.append(f'first call (compilation) ours {t["ours_compile_s"]:.0f} s, theirs {t["theirs_compile_s"]:.0f} s')
     if 'ours_dets' in t:
         thr = t['score_thr']
         notes.append(f'detections/image with score ≥ {thr:g}: ours {t["ours_dets"]:.1f}, theirs {t["theirs_dets"]:.1f}')
+    if 'ours_peak_mb' in t:
+        notes.append(
+            f'input {t["input"]}, peak memory ours {t["ours_peak_mb"]:.0f} MB, theirs {t["theirs_peak_mb"]:.0f} MB'
+        )
     return (
         f'| {label} | {theirs} | {mode} | {t["ours_ms"]:.1f} | {t["theirs_ms"]:.1f} | '
         f'{t["ratio"]:.2f}x [{t["lo"]:.2f}, {t["hi"]:.2f}] | {"; ".join(notes) or "-"} |'
@@ -39,22 +46,23 @@ def times_header() -> List[str]:
 
 def static_header() -> List[str]:
     return [
-        '| model | params (M) | GMACs | deploy GMACs | state_dict MB (deploy) | train peak MB |',
-        '|---|---|---|---|---|---|',
+        '| model | params (M) | GMACs | deploy GMACs | state_dict MB (deploy) | train peak MB | deploy infer peak MB |',
+        '|---|---|---|---|---|---|---|',
     ]
 
 
 def static_row(who: str, s: dict) -> str:
     return (
         f'| {who} | {s["params"] / 1e6:.2f} | {s["gmacs"]:.3f} | {s["deploy_gmacs"]:.3f} | '
-        f'{s["ckpt_mb"]:.1f} ({s["deploy_ckpt_mb"]:.1f}) | {s["peak_mb"]:.0f} |'
+        f'{s["ckpt_mb"]:.1f} ({s["deploy_ckpt_mb"]:.1f}) | {s["peak_mb"]:.0f} | '
+        f'{s.get("infer_peak_mb", math.nan):.0f} |'
     )
 
 
 def static_columns(static: dict) -> dict:
     """The static measures of a pair as CSV columns (``ours_params``, ``theirs_gmacs``, ...)."""
-    keys = (('params', 'params'), ('gmacs', 'gmacs'), ('ckpt_mb', 'ckpt_mb'), ('peak_mb', 'peak_mb'))
-    return {f'{who}_{name}': static[who][key] for name, key in keys for who in ('ours', 'theirs')}
+    keys = ('params', 'gmacs', 'ckpt_mb', 'peak_mb', 'infer_peak_mb')
+    return {f'{who}_{key}': static[who].get(key, math.nan) for key in keys for who in ('ours', 'theirs')}
 
 
 def write_csv(path: str, rows: Sequence[dict]) -> None:

@@ -16,8 +16,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-#: the modes of the backbone benchmark
+#: the modes of the backbone benchmark run by default
 MODES = ('train', 'eval', 'deploy', 'deploy-cal', 'onnx')
+#: further inference runtimes of the deploy forms, on request (``--modes``): ``torch.compile`` (inductor, both sides
+#: compiled alike; the first call's compile time in the notes) and OpenVINO's CPU runtime (float32)
+RUNTIME_MODES = ('compile', 'openvino')
+ALL_MODES = MODES + RUNTIME_MODES
 
 
 @dataclass
@@ -26,7 +30,8 @@ class Settings:
 
     ``regulariser``: the ``OrthogonalityRegularizerHook`` config ours trains with (None: without it); ``profile``:
     torch.profiler rows per training step (0: none); ``iters``: interleaved iterations per detector and mode;
-    ``cfg_options``: overrides of every detector config.
+    ``cfg_options``: overrides of every detector config; ``end2end``: also the trained pairs deployed end to end
+    (batch 1, eager, onnxruntime, OpenVINO).
     """
 
     modes: Tuple[str, ...] = MODES
@@ -39,6 +44,7 @@ class Settings:
     regulariser: Optional[dict] = None
     profile: int = 0
     cfg_options: Optional[dict] = None
+    end2end: bool = False
 
 
 def _sync(device: torch.device) -> None:

@@ -154,12 +154,23 @@ def check_runtimes(
     return reference, {rt: match_detections(reference, run_detector(path, image, rt), **rules) for rt in runtimes}
 
 
-def run_detector(path: str, image: Tensor, runtime: str, threads: Optional[int] = None) -> Detections:
-    """Run the end-to-end ONNX graph ``path`` on ``image`` in ``runtime`` (CPU, float32): its detections.
+def openvino_model(path: str, threads: Optional[int] = None):
+    """The ONNX graph ``path`` compiled by OpenVINO for its CPU plugin in float32 (``INFERENCE_PRECISION_HINT=f32``:
+    on CPUs with bf16 units the default precision would be bf16), ``threads`` inference threads (default
+    OpenVINO's). Call it with a list of numpy inputs."""
+    try:
+        import openvino as ov  # noqa: PLC0415
+    except ImportError as err:
+        raise ImportError(f"the runtime 'openvino' needs the package openvino: {OPENVINO_HINT}") from err
+    config: Dict[str, str] = {'INFERENCE_PRECISION_HINT': 'f32'}
+    if threads:
+        config['INFERENCE_NUM_THREADS'] = str(threads)
+    core = ov.Core()
+    return core.compile_model(core.read_model(path), 'CPU', config)
 
-    OpenVINO is compiled with ``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16 units its default precision
-    would be bf16.
-    """
+
+def run_detector(path: str, image: Tensor, runtime: str, threads: Optional[int] = None) -> Detections:
+    """Run the end-to-end ONNX graph ``path`` on ``image`` in ``runtime`` (CPU, float32): its detections."""
     x = image.detach().cpu().float().numpy()
     if runtime == 'onnxruntime':
         from .onnx import onnx_session  # noqa: PLC0415
@@ -167,15 +178,7 @@ def run_detector(path: str, image: Tensor, runtime: str, threads: Optional[int] 
         session = onnx_session(path, threads)
         outputs = session.run(None, {session.get_inputs()[0].name: x})
     elif runtime == 'openvino':
-        try:
-            import openvino as ov  # noqa: PLC0415
-        except ImportError as err:
-            raise ImportError(f"the runtime 'openvino' needs the package openvino: {OPENVINO_HINT}") from err
-        config: Dict[str, str] = {'INFERENCE_PRECISION_HINT': 'f32'}
-        if threads:
-            config['INFERENCE_NUM_THREADS'] = str(threads)
-        core = ov.Core()
-        compiled = core.compile_model(core.read_model(path), 'CPU', config)
+        compiled = openvino_model(path, threads)
         result = compiled([x])
         outputs = [result[o] for o in compiled.outputs]
     else:

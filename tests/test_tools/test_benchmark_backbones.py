@@ -102,6 +102,36 @@ def test_detector_mode_trained_pairs_run_the_final_nms_on_validation_images(tmp_
     assert 'detections/image with score ≥ 0.05: ours' in readme.read_text(encoding='utf-8')
 
 
+def test_end2end_mode_times_the_deployed_twins_in_every_runtime(tmp_path):
+    ours_ckpt, plain_ckpt = _random_twin_checkpoints(tmp_path, OURS_SHAPES, PLAIN_SHAPES)
+    out = tmp_path / 'det.csv'
+    argv = ['--trained', OURS_SHAPES, ours_ckpt, PLAIN_SHAPES, plain_ckpt, '--batch', '1', '--iters', '1', '--end2end']
+    argv += ['--warmup', '0', '--threads', '1', '--csv', str(out), *_tiny_val(tmp_path)]
+    assert bench.main(argv) == 0
+    rows = {r['mode']: r for r in csv.DictReader(out.open())}
+    assert list(rows) == ['det-forward', 'det-infer', 'e2e-eager', 'e2e-onnxruntime', 'e2e-openvino']
+    eager = rows['e2e-eager']
+    # the deployed graph sees the same image as mmdet's predict; with random heads both sides find boxes
+    assert float(eager['ours_dets']) > 0 and float(eager['theirs_dets']) > 0 and eager['input'] == '160x160'
+    # peak memory of one inference holds at least the parameters; ours has fewer of them
+    assert 0 < float(eager['ours_peak_mb']) < float(eager['theirs_peak_mb'])
+    assert all(float(r['ours_ms']) > 0 and float(r['theirs_ms']) > 0 for r in rows.values())
+
+
+def test_aligned_variants_from_their_config_files_in_compile_and_openvino(tmp_path):
+    out = tmp_path / 'bench.csv'
+    argv = ['--models', 'configs/_base_/backbones/r34-s15u1star.py', '--modes', 'deploy', 'compile', 'openvino']
+    assert bench.main([*argv, *SMOKE, '--csv', str(out)]) == 0
+    rows = {r['mode']: r for r in csv.DictReader(out.open())}
+    assert list(rows) == ['deploy', 'compile', 'openvino']
+    assert {r['ours'] for r in rows.values()} == {'ResNet34-S15U1* (ours)'}
+    assert float(rows['compile']['ours_compile_s']) > 0 and float(rows['compile']['theirs_compile_s']) > 0
+    r = rows['deploy']
+    # fewer parameters (shared ranks 15 + 1 instead of 64-wide convolutions) and less inference memory
+    assert int(r['ours_params']) < int(r['theirs_params']) / 2
+    assert 0 < float(r['ours_infer_peak_mb']) < float(r['theirs_infer_peak_mb'])
+
+
 def test_detector_mode_trained_refuses_missing_unfit_or_non_twin_weights(tmp_path, capsys):
     ours_ckpt, plain_ckpt = _random_twin_checkpoints(tmp_path, OURS_SHAPES, PLAIN_SHAPES)
     missing = str(tmp_path / 'none.pth')
@@ -142,7 +172,10 @@ def test_layer_mode_times_each_factorised_geometry_against_its_plain_conv(tmp_pa
 @pytest.mark.parametrize(
     'argv, message',
     [
-        (['--models', 'ResNet35-S1U1'], "unknown paper model(s) ['ResNet35-S1U1']"),
+        (['--models', 'ResNet35-S1U1'], "no such config file(s): ['ResNet35-S1U1']"),
+        (['--models', 'configs/_base_/mmbasis_imports.py'], 'defines no backbone'),
+        (['--end2end'], '--end2end times trained pairs: give them with --trained'),
+        (['--modes', 'tensorrt'], "invalid choice: 'tensorrt'"),
         (['--reps', '0'], '--reps must be at least 1, got 0'),
         (['--device', 'tpu'], "--device must be 'cpu' or 'cuda[:N]', got 'tpu'"),
         (['--detectors', 'configs/none.py'], 'no such config file: configs/none.py'),

@@ -36,6 +36,7 @@ from mmengine.config import DictAction
 
 import mmbasis  # noqa: F401  (registers modules)
 from mmbasis.analysis import (
+    ALL_MODES,
     MODES,
     REGULARISER,
     BenchError,
@@ -45,8 +46,9 @@ from mmbasis.analysis import (
     bench_pair,
     pairs_for,
     report,
+    resolve_model,
 )
-from mmbasis.models.archs import PAPER_MODEL_NAMES, paper_backbone_cfg
+from mmbasis.models.archs import PAPER_MODEL_NAMES
 from mmbasis.utils.docs import add_doc_option, doc_target, write_block
 from mmbasis.utils.misc import brief
 
@@ -56,8 +58,22 @@ DOC = 'docs/speed.md'
 def parse_args(argv=None) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--models', nargs='+', default=list(PAPER_MODEL_NAMES), metavar='NAME')
-    parser.add_argument('--modes', nargs='+', default=list(MODES), choices=MODES)
+    parser.add_argument(
+        '--models',
+        nargs='+',
+        default=list(PAPER_MODEL_NAMES),
+        metavar='NAME',
+        help='paper model names, or config files that define a backbone (shared_backbone or model.backbone), e.g. '
+        'configs/_base_/backbones/r34-s47u1star.py for a hardware-aligned variant (default: every paper model)',
+    )
+    parser.add_argument(
+        '--modes',
+        nargs='+',
+        default=list(MODES),
+        choices=ALL_MODES,
+        help=f'backbone mode: what to time (default {" ".join(MODES)}; also compile: torch.compile of both deploy '
+        'forms, openvino: OpenVINO CPU runtime)',
+    )
     parser.add_argument(
         '--detectors',
         nargs='+',
@@ -73,6 +89,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='detector mode, trained (repeatable): our trained detector against its trained plain twin (configs '
         "equal apart from the backbone) on --batch validation images of our config's dataset (det-forward, "
         'det-infer with the final NMS)',
+    )
+    parser.add_argument(
+        '--end2end',
+        action='store_true',
+        help='with --trained: also each pair deployed end to end (image in, boxes out, backbones folded) at batch 1 '
+        'in PyTorch eager, onnxruntime and OpenVINO (e2e-eager, e2e-onnxruntime, e2e-openvino), with the peak memory',
     )
     parser.add_argument(
         '--cfg-options',
@@ -114,9 +136,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_doc_option(parser, DOC, 'the tables, machine and command (block benchmark, -detectors or -layers)')
     args = parser.parse_args(argv)
 
-    unknown = [m for m in args.models if m not in PAPER_MODEL_NAMES]
+    unknown = [m for m in args.models if m not in PAPER_MODEL_NAMES and not os.path.isfile(m)]
     if unknown:
-        parser.error(f'--models: unknown paper model(s) {unknown}; allowed: {brief(PAPER_MODEL_NAMES)}')
+        parser.error(
+            f'--models: unknown paper model(s) and no such config file(s): {unknown}; allowed: '
+            f'{brief(PAPER_MODEL_NAMES)} or a config file that defines a backbone'
+        )
+    for m in args.models:
+        if m not in PAPER_MODEL_NAMES:
+            try:
+                resolve_model(m)
+            except (ValueError, KeyError, OSError, SyntaxError) as err:
+                parser.error(f'--models {m}: {err}')
     for name in ('batch', 'size', 'reps', 'iters'):
         if getattr(args, name) < 1:
             parser.error(f'--{name} must be at least 1, got {getattr(args, name)}')
@@ -131,11 +162,26 @@ def parse_args(argv=None) -> argparse.Namespace:
             import onnxscript  # noqa: F401
         except ImportError:
             parser.error('--modes onnx needs the packages of requirements/deploy.txt (or leave onnx out of --modes)')
+    if 'openvino' in args.modes:
+        try:
+            import onnxscript  # noqa: F401
+            import openvino  # noqa: F401
+        except ImportError:
+            parser.error('--modes openvino needs the packages of requirements/deploy.txt (or leave it out of --modes)')
     if not (args.device == 'cpu' or args.device.startswith('cuda')):
         parser.error(f"--device must be 'cpu' or 'cuda[:N]', got {args.device!r}")
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         parser.error(f'--device {args.device}: torch sees no CUDA device on this machine')
     args.detector_mode = bool(args.detectors or args.trained)
+    if args.end2end and not args.trained:
+        parser.error('--end2end times trained pairs: give them with --trained')
+    if args.end2end:
+        try:
+            import onnxruntime  # noqa: F401
+            import onnxscript  # noqa: F401
+            import openvino  # noqa: F401
+        except ImportError:
+            parser.error('--end2end needs the packages of requirements/deploy.txt')
     args.doc = doc_target(args)
     if args.layers and args.detector_mode:
         parser.error('--layers and --detectors/--trained are separate modes: use one of them')
@@ -171,8 +217,9 @@ def main(argv=None) -> int:
     rows: List[dict] = []
     times_lines, static_lines, seen, profiles = report.times_header(), report.static_header(), set(), []
     if args.layers:
-        for name in args.models:
-            layer_rows = bench_layers(name, paper_backbone_cfg(name), settings, device)
+        for model in args.models:
+            name, cfg = resolve_model(model)
+            layer_rows = bench_layers(name, cfg, settings, device)
             if not layer_rows:
                 print(f'{name}: no factorised convolutions (whole-convolution sharing): nothing to time')
             rows.extend(layer_rows)

@@ -37,12 +37,26 @@ TRAINED = (
     'configs/shapes/faster-rcnn_r18_slim-fpn_scratch-8e_shapes.py',
     'work_dirs/shapes_r18/epoch_8.pth',
 )
-#: the runs of the grid: their arguments of the benchmark command (CSV and doc block added by :func:`command`)
+#: the hardware-aligned variants (ours, not the paper's: total ranks multiples of 16), by their backbone configs
+ALIGNED = ('configs/_base_/backbones/r34-s47u1star.py', 'configs/_base_/backbones/r34-s15u1star.py')
+#: the paper variants and the aligned ones in every inference runtime of the deploy forms
+RUNTIMES = ['--models', 'ResNet34-S48U1*', 'ResNet34-S16U1*', *ALIGNED, '--modes', 'deploy', 'compile', 'onnx']
+RUNTIMES += ['openvino', '--threads', '2']
+#: the runs of the grid: their arguments of the benchmark command (CSV added by :func:`command`; with ``--doc``
+#: the block of the page is benchmark[-NAME] as the tool picks it, or ``benchmark-RUN`` for the runs of BLOCKS)
 RUNS: Dict[str, List[str]] = {
     'backbones': ['--threads', '2', '--reps', '7', '--profile', '12'],
     'layers': ['--layers', '--models', 'ResNet34-S48U1*', 'ResNet34-S16U1*', '--threads', '2', '--reps', '10'],
     'detectors': ['--detectors', *DETECTORS, '--trained', *TRAINED, '--threads', '2', '--iters', '7'],
+    'aligned': ['--models', *ALIGNED, '--threads', '2', '--reps', '7'],
+    'aligned-layers': ['--layers', '--models', *ALIGNED, '--threads', '2', '--reps', '10'],
+    'runtimes-b1': [*RUNTIMES, '--batch', '1', '--reps', '10'],
+    'runtimes-b8': [*RUNTIMES, '--batch', '8', '--reps', '5'],
+    'end2end': ['--trained', *TRAINED, '--end2end', '--batch', '1', '--threads', '2', '--iters', '10'],
+    'detectors-b8': ['--trained', *TRAINED, '--batch', '8', '--threads', '2', '--iters', '5'],
 }
+#: the runs that fill a block of their own (``benchmark-RUN``) rather than the tool's default block of their mode
+BLOCKS = ('aligned', 'aligned-layers', 'runtimes-b1', 'runtimes-b8', 'end2end', 'detectors-b8')
 
 
 S48, S16, R34, FRCNN = 'ResNet34-S48U1*', 'ResNet34-S16U1*', 'ResNet-34', osp.basename(DETECTORS[0])
@@ -63,7 +77,8 @@ TARGETS: Tuple[tuple, ...] = (
 
 def command(run: str, out_dir: str = OUT, doc: Optional[str] = None) -> List[str]:
     """The arguments of the benchmark command for ``run`` (its CSV in ``out_dir``, its block in ``doc``)."""
-    return [*RUNS[run], '--csv', osp.join(out_dir, f'{run}.csv'), *(['--doc', doc] if doc else [])]
+    block = ['--doc-block', f'benchmark-{run}'] if doc and run in BLOCKS else []
+    return [*RUNS[run], '--csv', osp.join(out_dir, f'{run}.csv'), *(['--doc', doc, *block] if doc else [])]
 
 
 def measure(rows: Sequence[dict], ours: str, theirs: str, mode: str, what: str) -> Optional[float]:
@@ -97,7 +112,7 @@ def targets(out_dir: str = OUT) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--runs', nargs='+', choices=list(RUNS), default=list(RUNS))
+    parser.add_argument('--runs', nargs='+', choices=list(RUNS), default=list(RUNS), help='default: all')
     parser.add_argument('--out-dir', default=OUT, help=f'where the CSVs go (default {OUT})')
     parser.add_argument('--doc', nargs='?', const='docs/speed.md', help='also fill the blocks of PAGE (docs/speed.md)')
     parser.add_argument('--dry-run', action='store_true', help='print the commands and exit')

@@ -27,6 +27,8 @@ BLOCKS = {
     'benchmark': 'speed.md',
     'benchmark-layers': 'speed.md',
     'benchmark-detectors': 'speed.md',
+    **{f'benchmark-{run}': 'speed.md' for run in ('aligned', 'aligned-layers', 'runtimes-b1', 'runtimes-b8')},
+    **{f'benchmark-{run}': 'speed.md' for run in ('end2end', 'detectors-b8')},
     'training-cost': 'cluster.md',
 }
 # the folders whose every sub-folder docs/layout.md must name

@@ -11,7 +11,7 @@ The command is ``tools/analysis_tools/benchmark_backbones.py``; the grid behind 
 ``experiments/benchmark.py``.
 """
 
-from .backbones import REGULARISER, bench_pair, build_backbone, pairs_for, resolve_model
+from .backbones import REGULARISER, bench_backbones, bench_pair, build_backbone, pairs_for, resolve_model
 from .detectors import BenchError, bench_detectors
 from .layers import bench_layers
 from .timing import ALL_MODES, MODES, RUNTIME_MODES, Settings, time_interleaved
@@ -23,6 +23,7 @@ __all__ = [
     'REGULARISER',
     'BenchError',
     'Settings',
+    'bench_backbones',
     'bench_detectors',
     'bench_layers',
     'bench_pair',

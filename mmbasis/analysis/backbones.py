@@ -295,3 +295,28 @@ def bench_pair(
         for who, model in (('ours', ours), ('theirs', theirs)):
             static[who]['profile'] = op_profile(train_step_fn(model, x, regs[who]), settings.profile)
     return timings, static
+
+
+def bench_backbones(
+    models: Sequence[str], settings: Settings, device: torch.device, header: str = ''
+) -> Tuple[List[dict], List[str], List[str], List[str]]:
+    """Every pair of :func:`pairs_for` ``models`` in every mode, the table rows printed as they come: the CSV rows
+    (timings and static measures), the timing table, the static table (each model once) and the profiles."""
+    from . import report
+
+    rows: List[dict] = []
+    times_lines, static_lines, seen, profiles = report.times_header(), report.static_header(), set(), []
+    for label, ours_cfg, their_label, theirs_cfg in pairs_for(models):
+        timings, static = bench_pair(ours_cfg, theirs_cfg, settings, device)
+        for mode, t in timings.items():
+            times_lines.append(report.row_text(label, their_label, mode, t))
+            print(times_lines[-1], flush=True)
+            rows.append(dict(ours=label, theirs=their_label, mode=mode, **t, **report.static_columns(static)))
+        for key, who in (('ours', label), ('theirs', their_label)):
+            if 'profile' in static[key]:
+                profiles.append(f'## training step of {who} ({header})\n\n{static[key].pop("profile")}')
+                print(profiles[-1], flush=True)
+            if who not in seen:
+                seen.add(who)
+                static_lines.append(report.static_row(who, static[key]))
+    return rows, times_lines, static_lines, profiles

@@ -65,8 +65,9 @@ def static_columns(static: dict) -> dict:
     return {f'{who}_{key}': static[who].get(key, math.nan) for key in keys for who in ('ours', 'theirs')}
 
 
-def write_csv(path: str, rows: Sequence[dict]) -> None:
-    """The rows (one per model and mode) as a CSV, its columns the union of the rows' keys; written atomically."""
+def write_csv(path: str, rows: Sequence[dict], profiles: Sequence[str] = ()) -> None:
+    """The rows (one per model and mode) as a CSV, its columns the union of the rows' keys, written atomically; the
+    ``profiles`` (torch.profiler tables), if any, into ``.profile.txt`` beside it."""
     fields = list(dict.fromkeys(k for r in rows for k in r))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + '.tmp'
@@ -75,3 +76,9 @@ def write_csv(path: str, rows: Sequence[dict]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
+    print(f'wrote {path}')
+    if profiles:
+        text_path = os.path.splitext(path)[0] + '.profile.txt'
+        with open(text_path, 'w', encoding='utf-8') as f:
+            f.write('\n\n'.join(profiles) + '\n')
+        print(f'wrote {text_path}')

@@ -66,18 +66,5 @@ trees_val_dataloader = dict(
         pipeline=trees_test_pipeline,
     ),
 )
-trees_test_dataloader = dict(
-    batch_size=1,
-    num_workers=0,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='DeepForestTreesDataset',
-        split='test',
-        data_root=trees_data_root,
-        test_mode=True,
-        pipeline=trees_test_pipeline,
-    ),
-)
+trees_test_dataloader = dict(trees_val_dataloader, dataset=dict(trees_val_dataloader['dataset'], split='test'))
 trees_evaluator = [dict(type='VOCMetric', metric='mAP', eval_mode='area'), dict(type='CocoMetric', metric='bbox')]

@@ -13,7 +13,16 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .timing import Settings, macs, op_profile, state_dict_bytes, summarize_times, time_interleaved
+from .timing import (
+    Settings,
+    macs,
+    op_profile,
+    param_bytes,
+    peak_bytes,
+    state_dict_bytes,
+    summarize_times,
+    time_interleaved,
+)
 
 
 def build_backbone(cfg: dict) -> nn.Module:
@@ -50,12 +59,18 @@ def backbone_from_file(path: str) -> dict:
 
 
 def resolve_model(name: str) -> Tuple[str, dict]:
-    """``(label, explicit backbone config)`` of a paper model name or of a backbone config file."""
-    from ..models.archs import PAPER_MODEL_NAMES, expand_arch, paper_backbone_cfg
+    """``(label, explicit backbone config)`` of a paper model name or of a backbone config file (a shared-basis
+    backbone: its plain counterpart is what it is measured against; :class:`ValueError` otherwise)."""
+    from ..models.archs import MOBILENET, PAPER_MODEL_NAMES, RESNET, expand_arch, paper_backbone_cfg
 
     if name in PAPER_MODEL_NAMES:
         return name, paper_backbone_cfg(name)
     ours = expand_arch(backbone_from_file(name))
+    if ours.get('type') not in (RESNET, MOBILENET):
+        raise ValueError(
+            f'its backbone is {ours.get("type")!r}, not a shared-basis one ({RESNET} or {MOBILENET}): there is '
+            'nothing to measure it against'
+        )
     return variant_label(ours), ours
 
 
@@ -177,45 +192,20 @@ def openvino_fn(model: nn.Module, x: torch.Tensor, threads: Optional[int]) -> Ca
     return lambda: compiled(feed)
 
 
-def _peak_bytes(fn: Callable[[], None], device: torch.device) -> float:
-    """Peak bytes allocated during one call of ``fn`` above what was allocated before it."""
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        fn()
-        torch.cuda.synchronize(device)
-        return float(torch.cuda.max_memory_allocated(device) - base)
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # the running sum of each op's own allocations minus frees, in the order the ops started (nothing allocated
-    # before the call is freed during it)
-    level = peak = 0
-    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
-        level += e.self_cpu_memory_usage
-        peak = max(peak, level)
-    return float(peak)
-
-
 def peak_train_memory(model: nn.Module, x: torch.Tensor, device: torch.device, regulariser=(None, [])) -> float:
     """Peak bytes allocated during one training step (parameters and their gradients included)."""
     step = train_step_fn(model, x, regulariser)
     step()  # warm-up; then the gradients are released before the measured step, as zero_grad(set_to_none) does
     for p in model.parameters():
         p.grad = None
-    return _peak_bytes(step, device) + _param_bytes(model)
+    return peak_bytes(step, device) + param_bytes(model)
 
 
 def peak_infer_memory(model: nn.Module, x: torch.Tensor, device: torch.device) -> float:
     """Peak bytes of one inference of ``model`` (eval mode, no autograd), its parameters and buffers included."""
     run = infer_fn(model, x)
     run()
-    return _peak_bytes(run, device) + _param_bytes(model)
-
-
-def _param_bytes(model: nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    return peak_bytes(run, device) + param_bytes(model)
 
 
 def deploy_copy(model: nn.Module, ours: bool, calibrate_on: Optional[torch.Tensor] = None) -> nn.Module:

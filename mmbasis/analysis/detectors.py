@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .timing import Settings, summarize_times, time_interleaved
+from .timing import Settings, param_bytes, peak_bytes, summarize_times, time_interleaved
 
 REG_HOOK = 'OrthogonalityRegularizerHook'
 UNTRAINED_MODES = ('det-train', 'det-forward-zeroed')
@@ -256,7 +256,6 @@ def end2end_fns(
     from ..deploy.end2end import End2EndDetector, default_input_shape
     from ..deploy.onnx import export_onnx, onnx_session
     from ..deploy.runtime import load_image, openvino_model
-    from .backbones import _param_bytes, _peak_bytes
 
     if device.type != 'cpu':
         raise BenchError(f'--end2end runs the CPU runtimes; --device {device} is not allowed with it')
@@ -275,7 +274,7 @@ def end2end_fns(
                     return net(image)
 
             counts.append(len(eager()[1]))
-            peaks.append((_peak_bytes(eager, device) + _param_bytes(net)) / 2**20)
+            peaks.append((peak_bytes(eager, device) + param_bytes(net)) / 2**20)
             onnx_path = export_onnx(net, image, f'{tmp}/{i}.onnx')
             session, compiled = onnx_session(onnx_path, threads), openvino_model(onnx_path, threads)
             feed = image.numpy()

@@ -1,5 +1,5 @@
 """Timing, memory and size measurements of the benchmark: interleaved timing of functions, the peak memory of a
-training step, multiply-adds, checkpoint sizes, torch.profiler's heaviest ops.
+call and the bytes of a model, multiply-adds, checkpoint sizes, torch.profiler's heaviest ops.
 
 Timing is only meaningful on a quiet machine: another job on the same cores changes a ratio by 30 % or more. Every
 speed comparison here times both sides *interleaved* in one process (ours, theirs, theirs, ours, ...) after warm-up,
@@ -111,3 +111,29 @@ def op_profile(fn: Callable[[], None], rows: int) -> str:
     return prof.key_averages(group_by_input_shape=True).table(
         sort_by='self_cpu_time_total', row_limit=rows, max_shapes_column_width=60
     )
+
+
+def peak_bytes(fn: Callable[[], None], device: torch.device) -> float:
+    """Peak bytes allocated during one call of ``fn`` above what was allocated before it."""
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return float(torch.cuda.max_memory_allocated(device) - base)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # the running sum of each op's own allocations minus frees, in the order the ops started (nothing allocated
+    # before the call is freed during it)
+    level = peak = 0
+    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+        level += e.self_cpu_memory_usage
+        peak = max(peak, level)
+    return float(peak)
+
+
+def param_bytes(model: nn.Module) -> int:
+    """Bytes of ``model``'s parameters and buffers."""
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))

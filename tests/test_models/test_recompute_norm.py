@@ -112,3 +112,22 @@ def test_backbone_stores_less_and_trains_alike():
 def test_recompute_basis_norm_must_be_a_bool():
     with pytest.raises(TypeError, match='recompute_basis_norm'):
         SharedBasisResNet(arch='ResNet34-S48U1*', recompute_basis_norm='yes')
+
+
+def test_mixed_precision_training_gives_the_same_gradients():
+    """Under autocast (bfloat16 on CPU, as AMP runs the basis convolution in half precision) the recomputed path
+    takes the half-precision basis responses and gives the gradients of the ordinary modules."""
+    x = torch.randn(2, 3, 64, 64)
+    grads = []
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        model = SharedBasisResNet(arch='ResNet34-S16U1*', norm_eval=False, recompute_basis_norm=recompute).train()
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            outs = model(x)
+        assert all(o.dtype == torch.bfloat16 for o in outs)
+        sum(o.float().mean() for o in outs).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 100
+    for name, g in grads[0].items():
+        assert grads[1][name].dtype == g.dtype, name
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-2, atol=1e-3, msg=name)

@@ -174,6 +174,7 @@ def test_layer_mode_times_each_factorised_geometry_against_its_plain_conv(tmp_pa
     [
         (['--models', 'ResNet35-S1U1'], "no such config file(s): ['ResNet35-S1U1']"),
         (['--models', 'configs/_base_/mmbasis_imports.py'], 'defines no backbone'),
+        (['--models', 'configs/pascal_voc/faster-rcnn_r34-in1k_fpn_1x_voc0712.py'], "its backbone is 'ResNet'"),
         (['--end2end'], '--end2end times trained pairs: give them with --trained'),
         (['--modes', 'tensorrt'], "invalid choice: 'tensorrt'"),
         (['--reps', '0'], '--reps must be at least 1, got 0'),
@@ -187,6 +188,15 @@ def test_bad_arguments_are_refused_with_the_value(argv, message, capsys):
     with pytest.raises(SystemExit) as err:
         bench.parse_args(argv)
     assert err.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_backbone_file_with_bad_arguments_is_refused_before_any_timing(tmp_path, capsys):
+    bad = tmp_path / 'bad.py'
+    bad.write_text("shared_backbone = dict(type='SharedBasisResNet', depth=34, shared_rank=-3, unique_rank=1)\n")
+    with pytest.raises(SystemExit) as err:
+        bench.parse_args(['--models', 'configs/_base_/backbones/r34-s15u1star.py', str(bad)])
+    message = capsys.readouterr().err
+    assert err.value.code == 2 and f'--models {bad}: shared_rank=-3 is not allowed' in message
 
 
 @pytest.mark.gpu

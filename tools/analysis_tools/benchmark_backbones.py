@@ -45,6 +45,7 @@ from mmbasis.analysis import (
     bench_backbones,
     bench_detectors,
     bench_layers,
+    build_backbone,
     report,
     resolve_model,
 )
@@ -150,8 +151,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for m in args.models:
         if m not in PAPER_MODEL_NAMES:
             try:
-                resolve_model(m)
-            except (ValueError, KeyError, OSError, SyntaxError) as err:
+                build_backbone(resolve_model(m)[1])  # its arguments checked now, not after other models' timings
+            except (ValueError, KeyError, TypeError, OSError, SyntaxError) as err:
                 parser.error(f'--models {m}: {err}')
     for name in ('batch', 'size', 'reps', 'iters'):
         if getattr(args, name) < 1:

@@ -28,7 +28,7 @@ import os
 import os.path as osp
 import statistics
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import List, Optional, Sequence, Tuple
 
 from experiments import common, stats
@@ -348,8 +348,18 @@ def main(argv=None) -> int:
             common.append_row(csv_path, row, fields(grid))
             print(f'  done: {cell} seed {seed}: {grid.main} {row[grid.main]:.3f} in {row["wall_s"] / 60:.1f} min')
 
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            list(pool.map(one, pending))
+        failed = []
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # a failed run stops neither the others nor the rest
+            futures = {pool.submit(one, run): run for run in pending}
+            for future in as_completed(futures):
+                if future.exception() is not None:
+                    cell, seed = futures[future]
+                    failed.append(f'{cell} seed {seed}')
+                    print(f'  FAILED: {cell} seed {seed}: {future.exception()!r}', flush=True)
+        if failed:
+            write_summary(args, csv_path, options, epochs, argv)
+            print(f'{len(failed)} run(s) failed: {", ".join(failed)}; their logs are in {args.work_root}')
+            return 1
     if args.dry_run:
         return 0
     return write_summary(args, csv_path, options, epochs, argv)

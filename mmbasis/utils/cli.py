@@ -8,12 +8,17 @@ import argparse
 import os
 import os.path as osp
 import sys
+import threading
 import time
 from typing import Callable, Optional
 
 from mmengine.config import Config, DictAction
 
 from .deprecation import forward_module
+
+# mmengine's Config.fromfile is not thread-safe: resolving a `mmdet::` base calls pkg_resources, which raises
+# TypeError when two threads look up a distribution at once (seen when the sharing study starts two runs).
+_CONFIG_LOCK = threading.Lock()
 
 # moved to mmbasis.compat.distributed (they work around mmengine's and torch's distributed set-up)
 __getattr__ = forward_module(
@@ -42,13 +47,17 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 
 def read_config(config: str, cfg_options: Optional[dict] = None) -> Config:
-    """``Config.fromfile(config)`` with ``cfg_options`` merged; ``FileNotFoundError`` naming a missing file."""
+    """``Config.fromfile(config)`` with ``cfg_options`` merged; ``FileNotFoundError`` naming a missing file.
+
+    Safe to call from several threads at once (the parsing is serialised).
+    """
     if not osp.isfile(config):
         raise FileNotFoundError(
             f'config file {config!r} does not exist (configs shipped with mmbasis live under '
             'configs/, e.g. configs/shapes/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_shapes.py)'
         )
-    cfg = Config.fromfile(config)
+    with _CONFIG_LOCK:
+        cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg

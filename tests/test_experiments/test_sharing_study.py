@@ -208,3 +208,21 @@ def test_the_committed_summaries_are_what_the_committed_runs_give(tmp_path):
         assert (tmp_path / f'summary_{epochs}e.md').read_text(encoding='utf-8') == open(
             committed, encoding='utf-8'
         ).read()
+
+
+def test_a_failed_run_neither_cancels_the_others_nor_hides(tmp_path, capsys, monkeypatch):
+    """Each run is tried; the failures are named and the exit status is 1 (a failure used to cancel the queue)."""
+    tried = []
+
+    def fail(grid, cell, spec, threads):
+        tried.append(cell.key)
+        raise RuntimeError(f'boom in {cell.key}')
+
+    monkeypatch.setattr(study, 'run_row', fail)
+    argv = ['--cells', 'r18', 'r18-s16u1', '--seeds', '0', '--epochs', '1', '--jobs', '1', '--threads', '1']
+    argv += ['--out-dir', str(tmp_path / 'study'), '--work-root', str(tmp_path / 'work')]
+    assert study.main(argv) == 1
+    out = capsys.readouterr().out
+    assert sorted(tried) == ['r18', 'r18-s16u1']
+    assert "FAILED: r18 seed 0: RuntimeError('boom in r18')" in out
+    assert '2 run(s) failed: ' in out and 'no finished runs' in out

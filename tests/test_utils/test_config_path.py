@@ -41,3 +41,28 @@ def test_installed_layout_uses_mim_configs(tmp_path, monkeypatch):
 def test_invalid_names(name):
     with pytest.raises(ValueError, match='relative to configs/'):
         get_config_path(name)
+
+
+def test_read_config_from_several_threads():
+    """The sharing study reads two configs at once; mmengine's parser alone raised TypeError from pkg_resources."""
+    import threading
+
+    from mmbasis.utils.cli import read_config
+
+    names = ['faster-rcnn_r34-s47u1star', 'faster-rcnn_r34-s15u1star', 'faster-rcnn_r18', 'faster-rcnn_r34']
+    errors, types = [], []
+
+    def read(name):
+        try:
+            for _ in range(3):
+                types.append(read_config(str(REPO / f'configs/shapes/{name}_slim-fpn_scratch-8e_shapes.py')).model.type)
+        except Exception as e:  # noqa: BLE001 - collected and reported by the assertion
+            errors.append(f'{name}: {e!r}')
+
+    threads = [threading.Thread(target=read, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert types == ['FasterRCNN'] * 12

@@ -157,7 +157,7 @@ def onnx_fn(model: nn.Module, x: torch.Tensor, threads: Optional[int]) -> Callab
     from ..deploy.onnx import export_onnx, onnx_session
 
     with tempfile.TemporaryDirectory() as tmp:
-        session = onnx_session(export_onnx(model, x.cpu(), os.path.join(tmp, 'model.onnx')), threads)
+        session = onnx_session(export_onnx(model, x.cpu(), os.path.join(tmp, 'model.onnx')), threads, spin=False)
     feed = {session.get_inputs()[0].name: x.cpu().numpy()}
     return lambda: session.run(None, feed)
 
@@ -187,7 +187,7 @@ def openvino_fn(model: nn.Module, x: torch.Tensor, threads: Optional[int]) -> Ca
     from ..deploy.runtime import openvino_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        compiled = openvino_model(export_onnx(model, x.cpu(), os.path.join(tmp, 'model.onnx')), threads)
+        compiled = openvino_model(export_onnx(model, x.cpu(), os.path.join(tmp, 'model.onnx')), threads, spin=False)
     feed = [x.cpu().numpy()]
     return lambda: compiled(feed)
 

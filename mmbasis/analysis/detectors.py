@@ -276,7 +276,7 @@ def end2end_fns(
             counts.append(len(eager()[1]))
             peaks.append((peak_bytes(eager, device) + param_bytes(net)) / 2**20)
             onnx_path = export_onnx(net, image, f'{tmp}/{i}.onnx')
-            session, compiled = onnx_session(onnx_path, threads), openvino_model(onnx_path, threads)
+            session, compiled = onnx_session(onnx_path, threads, spin=False), openvino_model(onnx_path, threads)
             feed = image.numpy()
             out['e2e-eager']['fns'].append(eager)
             out['e2e-onnxruntime']['fns'].append(lambda s=session, f=feed: s.run(None, {s.get_inputs()[0].name: f}))

@@ -106,13 +106,21 @@ def export_onnx(model: nn.Module, example: Tensor, path: str, opset: int = 18) -
     return path
 
 
-def onnx_session(path: str, threads: Optional[int] = None):
-    """An onnxruntime CPU session of ``path`` (``threads``: intra-op threads, default onnxruntime's)."""
+def onnx_session(path: str, threads: Optional[int] = None, spin: bool = True):
+    """An onnxruntime CPU session of ``path`` (``threads``: intra-op threads, default onnxruntime's).
+
+    ``spin=False`` stops the session's idle worker threads from busy-waiting after a run. Keep the default for a
+    process that serves one session; turn it off when several sessions (or PyTorch) take turns in one process, as
+    the benchmark's interleaved pairs do: otherwise one side's spinning threads take cores from the other.
+    """
     ort = _require('onnxruntime')
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        options.add_session_config_entry('session.inter_op.allow_spinning', '0')
     return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 

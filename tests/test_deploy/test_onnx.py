@@ -102,3 +102,19 @@ def test_missing_onnx_packages_give_the_install_hint(monkeypatch, tmp_path):
 def test_export_refuses_a_name_without_onnx_suffix(tmp_path):
     with pytest.raises(ValueError, match=r"must end with .onnx, got '.*model.bin'"):
         export_onnx(torch.nn.Identity(), torch.randn(1, 3, 8, 8), str(tmp_path / 'model.bin'))
+
+
+def test_sessions_of_the_benchmark_do_not_spin(tmp_path):
+    """spin=False (the benchmark's interleaved sessions) turns off busy-waiting; the default leaves it on; the
+    results are the same."""
+    net = torch.nn.Conv2d(3, 4, 3).eval()
+    x = torch.randn(1, 3, 16, 16)
+    path = export_onnx(net, x, str(tmp_path / 'net.onnx'))
+    quiet, default = onnx_session(path, 1, spin=False), onnx_session(path, 1)
+    entry = 'session.intra_op.allow_spinning'
+    assert quiet.get_session_options().get_session_config_entry(entry) == '0'
+    with pytest.raises(RuntimeError, match='does not have configuration'):  # not set: onnxruntime's default, spin
+        default.get_session_options().get_session_config_entry(entry)
+    with torch.no_grad():
+        expected = net(x).numpy()
+    assert all(abs(run_onnx(s, x)[0] - expected).max() < TOLERANCE for s in (quiet, default))

@@ -37,6 +37,16 @@ TRAINED = (
     'configs/shapes/faster-rcnn_r18_slim-fpn_scratch-8e_shapes.py',
     'work_dirs/shapes_r18/epoch_8.pth',
 )
+#: trained SSD300 twins (their post-processing is where SSD's time beyond the backbone goes): each shared one
+#: against the plain one, after the first 4 epochs of their 8-epoch schedule, trained first by
+#: ``python tools/train.py CONFIG --work-dir work_dirs/shapes_ssd300_<backbone> --cfg-options train_cfg.max_epochs=4``
+SSD_PLAIN = ('configs/shapes/ssd300_r34_scratch-8e_shapes.py', 'work_dirs/shapes_ssd300_r34/epoch_4.pth')
+TRAINED_SSD = tuple(
+    (f'configs/shapes/ssd300_r34-{v}_scratch-8e_shapes.py', f'work_dirs/shapes_ssd300_r34-{v}/epoch_4.pth', *SSD_PLAIN)
+    for v in ('s48u1star', 's16u1star')
+)
+#: every trained pair, as ``--trained`` arguments
+TRAINED_ALL = [a for pair in (TRAINED, *TRAINED_SSD) for a in ('--trained', *pair)]
 #: the hardware-aligned variants (ours, not the paper's: total ranks multiples of 16), by their backbone configs
 ALIGNED = ('configs/_base_/backbones/r34-s47u1star.py', 'configs/_base_/backbones/r34-s15u1star.py')
 #: the paper variants and the aligned ones in every inference runtime of the deploy forms
@@ -52,8 +62,8 @@ RUNS: Dict[str, List[str]] = {
     'aligned-layers': ['--layers', '--models', *ALIGNED, '--threads', '2', '--reps', '10'],
     'runtimes-b1': [*RUNTIMES, '--batch', '1', '--reps', '10'],
     'runtimes-b8': [*RUNTIMES, '--batch', '8', '--reps', '5'],
-    'end2end': ['--trained', *TRAINED, '--end2end', '--batch', '1', '--threads', '2', '--iters', '10'],
-    'detectors-b8': ['--trained', *TRAINED, '--batch', '8', '--threads', '2', '--iters', '5'],
+    'end2end': [*TRAINED_ALL, '--end2end', '--batch', '1', '--threads', '2', '--iters', '10'],
+    'detectors-b8': [*TRAINED_ALL, '--batch', '8', '--threads', '2', '--iters', '5'],
 }
 #: the runs that fill a block of their own (``benchmark-RUN``) rather than the tool's default block of their mode
 BLOCKS = ('aligned', 'aligned-layers', 'runtimes-b1', 'runtimes-b8', 'end2end', 'detectors-b8')

@@ -187,7 +187,7 @@ def openvino_fn(model: nn.Module, x: torch.Tensor, threads: Optional[int]) -> Ca
     from ..deploy.runtime import openvino_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        compiled = openvino_model(export_onnx(model, x.cpu(), os.path.join(tmp, 'model.onnx')), threads, spin=False)
+        compiled = openvino_model(export_onnx(model, x.cpu(), os.path.join(tmp, 'model.onnx')), threads)
     feed = [x.cpu().numpy()]
     return lambda: compiled(feed)
 

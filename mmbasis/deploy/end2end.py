@@ -1,7 +1,7 @@
 """End-to-end detectors for deployment: an image in; boxes, scores and labels out, decoding and NMS inside.
 
 :class:`End2EndDetector` wraps a built mmdet detector (its backbone in deploy form) for one fixed input size
-``H x W`` and computes what mmdet's ``predict`` computes for that input, as one exportable graph:
+``H x W`` and batch size and computes what mmdet's ``predict`` computes for that input, as one exportable graph:
 
 * the data preprocessor's channel conversion and normalisation;
 * the network (backbone, neck, heads);
@@ -54,9 +54,10 @@ def _nms_iou(cfg) -> float:
     return float(nms['iou_threshold'])
 
 
-def _flat(maps: Sequence[Tensor], channels: int) -> List[Tensor]:
-    """Per level ``(1, A * channels, h, w)`` -> ``(h * w * A, channels)``: mmdet's order of the priors."""
-    return [m[0].permute(1, 2, 0).reshape(-1, channels) for m in maps]
+def _flat(maps: Sequence[Tensor], channels: int, image: int) -> List[Tensor]:
+    """Per level ``(B, A * channels, h, w)`` -> ``(h * w * A, channels)`` of image ``image``: mmdet's order of the
+    priors."""
+    return [m[image].permute(1, 2, 0).reshape(-1, channels) for m in maps]
 
 
 class _DenseDecoder(nn.Module):
@@ -72,16 +73,25 @@ class _DenseDecoder(nn.Module):
             self.register_buffer(f'priors{i}', p, persistent=False)
         self.num_levels = len(priors)
 
-    def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        head, cfg = self.head, self.cfg
-        outputs = head(feats)
+    def forward(self, feats: Sequence[Tensor]) -> List[Tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """Per image of the batch: ``boxes (K, 4)``, ``scores (K,)``, ``labels (K,)`` and ``found (K,)`` (whether
+        each of the ``K`` slots is a detection), sorted by decreasing score."""
+        outputs = self.head(feats)  # the head runs once on the whole batch
         if len(outputs) != 2:  # e.g. ATSS' centerness: score factors are not supported
-            raise ValueError(f'{type(head).__name__} returns {len(outputs)} outputs; only (scores, boxes) heads export')
-        cls_scores, bbox_preds = outputs
+            raise ValueError(
+                f'{type(self.head).__name__} returns {len(outputs)} outputs; only (scores, boxes) heads export'
+            )
+        return [self.decode(*outputs, image) for image in range(feats[0].shape[0])]
+
+    def decode(
+        self, cls_scores: Sequence[Tensor], bbox_preds: Sequence[Tensor], image: int
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The detections of image ``image`` from the head's batched outputs."""
+        head, cfg = self.head, self.cfg
         thr, nms_pre = float(cfg.get('score_thr', 0)), int(cfg.get('nms_pre', -1))
         boxes, scores, labels, priors = [], [], [], []
-        deltas = _flat(bbox_preds, head.bbox_coder.encode_size)
-        for level, cls in enumerate(_flat(cls_scores, head.cls_out_channels)):
+        deltas = _flat(bbox_preds, head.bbox_coder.encode_size, image)
+        for level, cls in enumerate(_flat(cls_scores, head.cls_out_channels, image)):
             prob = cls.sigmoid() if head.use_sigmoid_cls else cls.softmax(-1)[:, :-1]
             num_classes = prob.shape[1]
             flat = prob.reshape(-1)  # candidate index = prior * num_classes + class, as mmdet's filter_scores_and_topk
@@ -134,14 +144,16 @@ class _TwoStageDecoder(nn.Module):
         for i, p in enumerate(priors):
             self.register_buffer(f'priors{i}', p, persistent=False)
 
-    def proposals(self, feats: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
-        """``(K, 4)`` proposals sorted by score and ``(K,)`` whether each is one (mmdet's ``RPNHead.predict``)."""
+    def proposals(
+        self, cls_scores: Sequence[Tensor], bbox_preds: Sequence[Tensor], image: int
+    ) -> Tuple[Tensor, Tensor]:
+        """``(K, 4)`` proposals of image ``image`` sorted by score and ``(K,)`` whether each is one (mmdet's
+        ``RPNHead.predict``), from the RPN head's batched outputs."""
         head, cfg = self.rpn_head, self.rpn_cfg
-        cls_scores, bbox_preds = head(feats)
         nms_pre = int(cfg.get('nms_pre', -1))
-        deltas = _flat(bbox_preds, head.bbox_coder.encode_size)
+        deltas = _flat(bbox_preds, head.bbox_coder.encode_size, image)
         scores, boxes, priors, levels = [], [], [], []
-        for level, cls in enumerate(_flat(cls_scores, head.cls_out_channels)):
+        for level, cls in enumerate(_flat(cls_scores, head.cls_out_channels, image)):
             prob = (cls.sigmoid() if head.use_sigmoid_cls else cls.softmax(-1)[:, :-1])[:, 0]
             top, index = prob.topk(nms_pre if 0 < nms_pre < prob.numel() else prob.numel())
             scores.append(top)
@@ -158,7 +170,8 @@ class _TwoStageDecoder(nn.Module):
         return boxes[index], found
 
     def roi_features(self, feats: Sequence[Tensor], rois: Tensor) -> Tensor:
-        """RoIAlign of every RoI on the level mmdet's ``SingleRoIExtractor`` maps it to: ``(K, C, h, w)``."""
+        """RoIAlign of every RoI ``(K, 5)`` (image index, box) on the level mmdet's ``SingleRoIExtractor`` maps it
+        to: ``(K, C, h, w)``."""
         extractor = self.roi_head.bbox_roi_extractor
         feats = feats[: extractor.num_inputs]
         level = extractor.map_roi_levels(rois, len(feats))
@@ -170,11 +183,29 @@ class _TwoStageDecoder(nn.Module):
             out = pooled if out is None else torch.where((level == i)[:, None, None, None], pooled, out)
         return out
 
-    def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        proposals, is_proposal = self.proposals(feats)
-        rois = torch.cat([proposals.new_zeros(proposals.shape[0], 1), proposals], dim=1)
+    def forward(self, feats: Sequence[Tensor]) -> List[Tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """Per image of the batch: ``boxes (K, 4)``, ``scores (K,)``, ``labels (K,)`` and ``found (K,)``; the RPN
+        head, RoIAlign and the box head each run once on the whole batch, proposals and NMS per image."""
+        rpn_outputs = self.rpn_head(feats)
+        proposals, is_proposal = zip(*(self.proposals(*rpn_outputs, i) for i in range(feats[0].shape[0])))
+        rois = torch.cat([torch.cat([p.new_full((p.shape[0], 1), i), p], dim=1) for i, p in enumerate(proposals)])
+        cls_score, bbox_pred = self.roi_head.bbox_head(self.roi_features(feats, rois))
+        per_image = proposals[0].shape[0]  # every image has the same (static) number of proposal slots
+        return [
+            self.decode(
+                proposals[i],
+                is_proposal[i],
+                cls_score[i * per_image : (i + 1) * per_image],
+                bbox_pred[i * per_image : (i + 1) * per_image],
+            )
+            for i in range(len(proposals))
+        ]
+
+    def decode(
+        self, proposals: Tensor, is_proposal: Tensor, cls_score: Tensor, bbox_pred: Tensor
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The box head's decoding and class-wise NMS of one image's ``K`` proposals (mmdet's ``predict_bbox``)."""
         bbox_head, cfg = self.roi_head.bbox_head, self.rcnn_cfg
-        cls_score, bbox_pred = bbox_head(self.roi_features(feats, rois))
         scores = cls_score.softmax(-1)[:, :-1]  # (K, C)
         num_rois, num_classes = scores.shape
         per_roi = 1 if bbox_head.reg_class_agnostic else num_classes
@@ -193,17 +224,29 @@ class _TwoStageDecoder(nn.Module):
 
 
 class End2EndDetector(nn.Module):
-    """``detector`` from a ``(1, 3, H, W)`` image to its detections, for one input size ``input_shape``.
+    """``detector`` from a batch of ``batch_size`` images to their detections, for one input size ``input_shape``.
 
-    Input: float32 ``(1, 3, H, W)``, the image as the config's pipeline loads it (mmdet's ``LoadImageFromFile``:
-    BGR, 0..255), already resized/padded to ``H x W`` (``H`` and ``W`` multiples of the preprocessor's
-    ``pad_size_divisor``). Outputs: ``boxes (K, 4)`` (``x1, y1, x2, y2`` in input pixels, clipped to it),
-    ``scores (K,)`` float32 and ``labels (K,)`` int64, ``K <= max_per_img``, sorted by decreasing score: what
-    mmdet's ``predict(..., rescale=False)`` returns for an image whose ``img_shape`` is ``(H, W)``.
+    Input: float32 ``(B, 3, H, W)``, ``B = batch_size``, each image as the config's pipeline loads it (mmdet's
+    ``LoadImageFromFile``: BGR, 0..255), already resized/padded to ``H x W`` (``H`` and ``W`` multiples of the
+    preprocessor's ``pad_size_divisor``). Each image gets what mmdet's ``predict(..., rescale=False)`` returns for
+    an image whose ``img_shape`` is ``(H, W)``: boxes (``x1, y1, x2, y2`` in input pixels, clipped to it), scores
+    and labels, at most ``max_per_img``, sorted by decreasing score. Outputs:
+
+    * ``batch_size=1`` (the default): ``boxes (K, 4)`` float32, ``scores (K,)`` float32, ``labels (K,)`` int64,
+      ``K`` the number of detections;
+    * ``batch_size > 1``: ``boxes (B, K, 4)``, ``scores (B, K)``, ``labels (B, K)`` with ``K`` the fixed number of
+      slots (``max_per_img``, or fewer when there are fewer candidates); an image's detections come first, its
+      empty slots have label ``-1``, score 0 and a zero box (as mmdeploy pads a batch).
+
+    The network (backbone, neck, heads, RoIAlign, the box head) runs once on the whole batch; decoding and NMS run
+    per image inside the graph.
     """
 
-    def __init__(self, detector: nn.Module, input_shape: Sequence[int]) -> None:
+    def __init__(self, detector: nn.Module, input_shape: Sequence[int], batch_size: int = 1) -> None:
         super().__init__()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f'batch_size={batch_size!r} is not allowed: a positive integer (1: one image)')
+        self.batch_size = batch_size
         h, w = (int(s) for s in input_shape)
         prep = detector.data_preprocessor
         divisor = int(getattr(prep, 'pad_size_divisor', 1))
@@ -239,13 +282,26 @@ class End2EndDetector(nn.Module):
         return getattr(self.decoder, 'rcnn_cfg', None) or self.decoder.cfg
 
     def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        if tuple(image.shape) != (self.batch_size, 3, *self.input_shape):
+            raise ValueError(
+                f'input of shape {tuple(image.shape)} is not allowed: this detector takes '
+                f'{(self.batch_size, 3, *self.input_shape)} (batch_size, channels, H, W)'
+            )
         x = image.float()
         if self.channel_flip:
             x = x.flip(1)
         if self.normalize:
             x = (x - self.mean) / self.std
-        boxes, scores, labels, found = self.decoder(self.detector.extract_feat(x))
-        return boxes[found], scores[found], labels[found]
+        per_image = self.decoder(self.detector.extract_feat(x))
+        if self.batch_size == 1:
+            boxes, scores, labels, found = per_image[0]
+            return boxes[found], scores[found], labels[found]
+        boxes, scores, labels, found = (torch.stack(t) for t in zip(*per_image))
+        return (
+            torch.where(found[..., None], boxes, torch.zeros_like(boxes)),
+            torch.where(found, scores, torch.zeros_like(scores)),
+            torch.where(found, labels, torch.full_like(labels, -1)),
+        )
 
 
 def default_input_shape(cfg, fallback: Tuple[int, int] = (320, 320)) -> Tuple[int, int]:

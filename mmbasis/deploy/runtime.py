@@ -51,6 +51,24 @@ class MatchReport:
     def ok(self) -> bool:
         return not self.unexplained
 
+    @classmethod
+    def merge(cls, reports: Sequence['MatchReport']) -> 'MatchReport':
+        """The reports of the images of a batch as one (counts summed; unexplained detections named by image)."""
+        if len(reports) == 1:
+            return reports[0]
+        merged = cls(0, 0, 0, 1.0, 0.0)
+        for i, r in enumerate(reports):
+            merged.num_reference += r.num_reference
+            merged.num_other += r.num_other
+            merged.matched += r.matched
+            merged.min_iou = min(merged.min_iou, r.min_iou)
+            merged.max_score_diff = max(merged.max_score_diff, r.max_score_diff)
+            merged.nms_ties += r.nms_ties
+            merged.cutoff_ties += r.cutoff_ties
+            merged.exact_ties += r.exact_ties
+            merged.unexplained += [f'image {i}: {u}' for u in r.unexplained]
+        return merged
+
     def summary(self) -> str:
         ties = f', ties: {self.nms_ties} NMS, {self.cutoff_ties} cut-off' if self.nms_ties or self.cutoff_ties else ''
         text = (
@@ -114,7 +132,7 @@ def match_detections(
 
 
 def pytorch_detections(detector: nn.Module, image: Tensor) -> Detections:
-    """mmdet's ``predict`` on ``image`` ``(1, 3, H, W)`` (as :class:`End2EndDetector` takes it), not rescaled."""
+    """mmdet's ``predict`` on one image ``(1, 3, H, W)`` (as :class:`End2EndDetector` takes it), not rescaled."""
     from mmdet.structures import DetDataSample  # noqa: PLC0415
 
     h, w = image.shape[-2:]
@@ -139,11 +157,13 @@ def check_runtimes(
     runtimes: Sequence[str] = RUNTIMES,
     iou_threshold: float = 0.9,
     score_tol: float = 1e-4,
-) -> Tuple[Detections, Dict[str, MatchReport]]:
-    """PyTorch's detections of ``image`` (mmdet's ``predict`` of ``reference_model``) and, for every runtime, how the
-    end-to-end graph ``path`` matches them. ``test_cfg``: the last stage's test config (its NMS IoU, score threshold
-    and ``max_per_img`` define the ties, see :func:`match_detections`), e.g. ``End2EndDetector.test_cfg``."""
-    reference = pytorch_detections(reference_model, image)
+) -> Tuple[List[Detections], Dict[str, MatchReport]]:
+    """PyTorch's detections of every image of the batch ``image`` ``(B, 3, H, W)`` (mmdet's ``predict`` of
+    ``reference_model``, image by image) and, for every runtime, how the end-to-end graph ``path`` (exported for
+    that batch size) matches them, all images together (:meth:`MatchReport.merge`). ``test_cfg``: the last stage's
+    test config (its NMS IoU, score threshold and ``max_per_img`` define the ties, see :func:`match_detections`),
+    e.g. ``End2EndDetector.test_cfg``."""
+    reference = [pytorch_detections(reference_model, image[i : i + 1]) for i in range(image.shape[0])]
     rules = dict(
         iou_threshold=iou_threshold,
         score_tol=score_tol,
@@ -151,7 +171,11 @@ def check_runtimes(
         score_thr=float(test_cfg.get('score_thr', 0)),
         max_per_img=int(test_cfg['max_per_img']),
     )
-    return reference, {rt: match_detections(reference, run_detector(path, image, rt), **rules) for rt in runtimes}
+    reports = {}
+    for rt in runtimes:
+        found = run_detector(path, image, rt)
+        reports[rt] = MatchReport.merge([match_detections(r, f, **rules) for r, f in zip(reference, found)])
+    return reference, reports
 
 
 def openvino_model(path: str, threads: Optional[int] = None):
@@ -169,8 +193,9 @@ def openvino_model(path: str, threads: Optional[int] = None):
     return core.compile_model(core.read_model(path), 'CPU', config)
 
 
-def run_detector(path: str, image: Tensor, runtime: str, threads: Optional[int] = None) -> Detections:
-    """Run the end-to-end ONNX graph ``path`` on ``image`` in ``runtime`` (CPU, float32): its detections."""
+def run_detector(path: str, image: Tensor, runtime: str, threads: Optional[int] = None) -> List[Detections]:
+    """Run the end-to-end ONNX graph ``path`` on ``image`` ``(B, 3, H, W)`` in ``runtime`` (CPU, float32): the
+    detections of each image (a batched graph's empty slots, label ``-1``, dropped)."""
     x = image.detach().cpu().float().numpy()
     if runtime == 'onnxruntime':
         from .onnx import onnx_session  # noqa: PLC0415
@@ -183,8 +208,10 @@ def run_detector(path: str, image: Tensor, runtime: str, threads: Optional[int] 
         outputs = [result[o] for o in compiled.outputs]
     else:
         raise ValueError(f'runtime={runtime!r} is not allowed: choose from {RUNTIMES}')
-    boxes, scores, labels = outputs
-    return np.asarray(boxes), np.asarray(scores), np.asarray(labels)
+    boxes, scores, labels = (np.asarray(o) for o in outputs)
+    if labels.ndim == 1:  # a graph exported for one image
+        return [(boxes, scores, labels)]
+    return [(b[lab >= 0], s[lab >= 0], lab[lab >= 0]) for b, s, lab in zip(boxes, scores, labels)]
 
 
 def load_image(path: str, shape: Sequence[int]) -> Tuple[Tensor, float]:

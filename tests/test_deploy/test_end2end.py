@@ -107,9 +107,61 @@ def test_export_runs_in_onnxruntime_and_openvino_like_pytorch(case, tmp_path, ca
     # another image, with tolerances tighter than the tool's defaults
     x = image(shape, seed=1)
     reference, reports = check_runtimes(out, model, End2EndDetector(folded(model), shape).test_cfg, x, score_tol=1e-5)
-    assert len(reference[1]) >= 5
+    assert len(reference) == 1 and len(reference[0][1]) >= 5
     for runtime, report in reports.items():
-        assert report.ok and report.matched == len(reference[1]) and report.min_iou > 0.999, (runtime, report.summary())
+        assert report.ok and report.matched == len(reference[0][1]) and report.min_iou > 0.999, (
+            runtime,
+            report.summary(),
+        )
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_a_batch_gives_each_image_what_mmdet_predict_does(case):
+    model, shape = build(case), CASES[case][2]
+    x = torch.cat([image(shape, seed) for seed in (0, 1, 2)])  # three different images
+    net = End2EndDetector(folded(model), shape, batch_size=3)
+    with torch.no_grad():
+        boxes, scores, labels = (t.numpy() for t in net(x))
+    k = int(net.test_cfg.max_per_img)
+    assert boxes.shape == (3, k, 4) and scores.shape == labels.shape == (3, k)
+    cfg = net.test_cfg
+    for i in range(3):
+        real = labels[i] >= 0
+        n = int(real.sum())
+        assert real[:n].all() and not real[n:].any()  # detections first, then padding
+        assert np.all(scores[i, n:] == 0) and np.all(boxes[i, n:] == 0)
+        reference = pytorch_detections(model, x[i : i + 1])
+        assert len(reference[1]) >= 5
+        found = (boxes[i, :n], scores[i, :n], labels[i, :n])
+        report = match_detections(reference, found, 0.999, 1e-5, cfg.nms.iou_threshold, cfg.score_thr)
+        assert report.ok and report.matched + report.nms_ties == len(reference[1]) == n, (i, report.summary())
+    # the images differ and so do their detections: each image was decoded from its own outputs
+    assert not np.allclose(boxes[0], boxes[1]) and not np.allclose(boxes[1], boxes[2])
+
+
+def test_a_batched_detector_refuses_inputs_of_another_shape():
+    net = End2EndDetector(folded(build('faster-rcnn')), (160, 160), batch_size=2)
+    with pytest.raises(ValueError, match=r'input of shape \(1, 3, 160, 160\) is not allowed: .* \(2, 3, 160, 160\)'):
+        net(torch.zeros(1, 3, 160, 160))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=f'batch_size={bad!r} is not allowed: a positive integer'):
+            End2EndDetector(build('faster-rcnn'), (160, 160), batch_size=bad)
+
+
+@pytest.mark.slow
+def test_a_batched_export_runs_in_onnxruntime_and_openvino_like_pytorch(tmp_path, capsys):
+    config, options, shape = CASES['faster-rcnn']
+    ckpt = str(tmp_path / 'epoch_1.pth')
+    model = build('faster-rcnn')
+    torch.save(dict(meta=dict(epoch=1), state_dict=model.state_dict()), ckpt)
+    out = str(tmp_path / 'batch2.onnx')
+    cfg_options = [f'{k}={v}'.replace(' ', '') for k, v in options.items()]
+    assert tool.main([config, out, '--checkpoint', ckpt, '--batch', '2', '--cfg-options', *cfg_options]) == 0
+    printed = capsys.readouterr().out
+    assert f'input 2x3x{shape[0]}x{shape[1]}' in printed and 'generated shapes images (seeds 0-1)' in printed
+    assert 'onnxruntime  OK' in printed and 'openvino     OK' in printed
+    dims = [d.dim_value for d in onnx.load(out).graph.output[0].type.tensor_type.shape.dim]
+    assert dims == [2, model.roi_head.test_cfg.max_per_img, 4]  # the config's max_per_img slots per image
 
 
 def test_unsupported_detectors_and_sizes_are_refused_with_the_reason():

@@ -18,6 +18,9 @@ SSD = 'configs/ssd/ssd300_r34-s48u1star-in1k_8xb8-120e_coco.py'
         (['configs/none.py', 'o.onnx'], 'no such config file: configs/none.py'),
         ([SSD, 'o.onnx', '--checkpoint', 'none.pth'], 'no such checkpoint: none.pth'),
         ([SSD, 'o.onnx', '--tolerance', '0'], '--tolerance must be positive, got 0.0'),
+        ([SSD, 'o.onnx', '--batch', '0'], '--batch must be a positive integer, got 0'),
+        ([SSD, 'o.onnx', '--batch', '2', '--mode', 'tensor'], '--batch 2 is for --mode end2end; --mode tensor exports'),
+        ([SSD, 'o.onnx', '--image', 'a.jpg'], 'no such image: a.jpg'),
     ],
 )
 def test_bad_arguments_are_refused_with_the_value(argv, message, capsys):

@@ -1,7 +1,7 @@
 """Export a detector of ours to ONNX in deploy form and check it in onnxruntime and OpenVINO against PyTorch.
 
-    python tools/deployment/pytorch2onnx.py CONFIG OUT.onnx [--checkpoint CKPT] [--shape H W]
-        [--image IMG] [--runtimes onnxruntime openvino] [--iou 0.9] [--score-tol 1e-4]
+    python tools/deployment/pytorch2onnx.py CONFIG OUT.onnx [--checkpoint CKPT] [--shape H W] [--batch B]
+        [--image IMG ...] [--runtimes onnxruntime openvino] [--iou 0.9] [--score-tol 1e-4]
         [--mode end2end | tensor | backbone] [--backbone-only] [--tolerance 1e-4] [--cfg-options k=v ...]
 
 CKPT may be a training checkpoint (the usual, compact artefact: the backbone is folded after loading) or one
@@ -10,9 +10,11 @@ written by ``tools/model_converters/switch_to_deploy.py``; without it the config
 ``--mode end2end`` (default): the whole detector, decoding and NMS inside (``mmbasis.deploy.end2end``). Input
 ``image``: float32 ``(1, 3, H, W)``, BGR 0..255 (as mmdet loads images), the image scaled to fit H x W and padded
 (default H W: the config's test scale); outputs ``boxes`` ``(K, 4)`` x1 y1 x2 y2 in input pixels, ``scores``
-``(K,)``, ``labels`` ``(K,)``. The graph is run in each runtime on IMG (default: a generated shapes image) and its
-detections are matched to mmdet's ``predict`` of the checkpoint in PyTorch (as loaded, before folding): same
-label, IoU >= --iou, scores within --score-tol (``mmbasis.deploy.runtime``). ``--mode tensor``: mmdet's
+``(K,)``, ``labels`` ``(K,)``. With ``--batch B`` (B > 1) the graph takes ``(B, 3, H, W)`` and returns
+``(B, K, 4)``, ``(B, K)``, ``(B, K)``, K = max_per_img, empty slots labelled -1 with score 0. The graph is run in
+each runtime on B images (IMG ..., repeated to fill the batch; default: generated shapes images) and their
+detections are matched, image by image, to mmdet's ``predict`` of the checkpoint in PyTorch (as loaded, before
+folding): same label, IoU >= --iou, scores within --score-tol (``mmbasis.deploy.runtime``). ``--mode tensor``: mmdet's
 ``tensor`` mode of a single-stage detector (head outputs, no decoding); ``backbone`` (or ``--backbone-only``):
 the backbone's feature maps; both compared with PyTorch on a random input (max relative error <= --tolerance).
 The export is written atomically; exit code 1 (and the file removed) when a check fails. Needs
@@ -79,7 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--shape', nargs=2, type=int, metavar=('H', 'W'), help="input size (default: the config's)")
     parser.add_argument('--mode', choices=MODES, default='end2end', help='what to export (default end2end)')
     parser.add_argument('--backbone-only', action='store_true', help='the same as --mode backbone')
-    parser.add_argument('--image', help='end2end: the image to check on (default: a generated shapes image)')
+    parser.add_argument('--batch', type=int, default=1, help='end2end: images per call of the graph (default 1)')
+    parser.add_argument('--image', nargs='+', help='end2end: the images to check on (default: generated shapes images)')
     parser.add_argument('--runtimes', nargs='+', choices=RUNTIMES, default=list(RUNTIMES), help='end2end: runtimes')
     parser.add_argument('--iou', type=float, default=0.9, help='end2end: min IoU of matched boxes (default 0.9)')
     parser.add_argument('--score-tol', type=float, default=1e-4, help='end2end: max |score diff| (default 1e-4)')
@@ -90,9 +93,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.mode = 'backbone'
     if not os.path.isfile(args.config):
         parser.error(f'no such config file: {args.config}')
-    for name in ('checkpoint', 'image'):
-        if getattr(args, name) and not os.path.isfile(getattr(args, name)):
-            parser.error(f'no such {name}: {getattr(args, name)}')
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        parser.error(f'no such checkpoint: {args.checkpoint}')
+    for path in args.image or []:
+        if not os.path.isfile(path):
+            parser.error(f'no such image: {path}')
+    if args.batch < 1:
+        parser.error(f'--batch must be a positive integer, got {args.batch}')
+    if args.batch > 1 and args.mode != 'end2end':
+        parser.error(f'--batch {args.batch} is for --mode end2end; --mode {args.mode} exports one image')
     if not args.out.endswith('.onnx'):
         parser.error(f'OUT must end with .onnx, got {args.out!r}')
     if args.shape and min(args.shape) < 32:
@@ -107,18 +116,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def check_end2end(args, net: End2EndDetector, shape) -> bool:
-    """Run the exported graph in every runtime on the image and match its detections to PyTorch's."""
+    """Run the exported graph in every runtime on the images and match their detections to PyTorch's."""
     if args.image:
-        image, _ = load_image(args.image, shape)
-        what = args.image
+        paths = [args.image[i % len(args.image)] for i in range(args.batch)]
+        image = torch.cat([load_image(p, shape)[0] for p in paths])
+        what = ', '.join(paths)
     else:
-        image, _ = letterbox(draw_shapes_image(seed=0, size=max(shape)), shape)
-        what = 'a generated shapes image (seed 0)'
+        image = torch.cat([letterbox(draw_shapes_image(seed=s, size=max(shape)), shape)[0] for s in range(args.batch)])
+        what = (
+            f'generated shapes images (seeds 0-{args.batch - 1})'
+            if args.batch > 1
+            else 'a generated shapes image (seed 0)'
+        )
     reference_model = build_for_export(args.config, args.checkpoint, args.cfg_options, fold=False)
     reference, reports = check_runtimes(
         args.out, reference_model, net.test_cfg, image, args.runtimes, args.iou, args.score_tol
     )
-    print(f'checked on {what}: PyTorch (mmdet predict) found {len(reference[1])} detections')
+    found = sum(len(r[1]) for r in reference)
+    print(f'checked on {what}: PyTorch (mmdet predict) found {found} detections')
     for runtime, report in reports.items():
         print(f'  {runtime:<12} {"OK  " if report.ok else "FAIL"} {report.summary()}')
     return all(report.ok for report in reports.values())
@@ -131,14 +146,14 @@ def main(argv=None) -> int:
         model = build_for_export(args.config, args.checkpoint, args.cfg_options)
         shape = tuple(args.shape) if args.shape else default_input_shape(read_config(args.config, args.cfg_options))
         if args.mode == 'end2end':
-            net = End2EndDetector(model, shape)
-            example = torch.zeros(1, 3, *shape)
+            net = End2EndDetector(model, shape, args.batch)
+            example = torch.zeros(args.batch, 3, *shape)
         else:
             net = TensorNetwork(model.backbone if args.mode == 'backbone' else model)
             example = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
         export_onnx(net, example, args.out)
         what = dict(end2end='end-to-end detector', tensor='detector network (tensor mode)', backbone='backbone')
-        print(f'wrote {args.out}: {what[args.mode]} of {args.config}, input 1x3x{shape[0]}x{shape[1]}')
+        print(f'wrote {args.out}: {what[args.mode]} of {args.config}, input {len(example)}x3x{shape[0]}x{shape[1]}')
         if args.mode == 'end2end':
             ok = check_end2end(args, net, shape)
         else:

@@ -32,7 +32,7 @@ from .timing import Settings, param_bytes, peak_bytes, summarize_times, time_int
 REG_HOOK = 'OrthogonalityRegularizerHook'
 UNTRAINED_MODES = ('det-train', 'det-forward-zeroed')
 TRAINED_MODES = ('det-forward', 'det-infer')
-END2END_MODES = ('e2e-eager', 'e2e-onnxruntime', 'e2e-openvino')
+END2END_MODES = ('e2e-eager', 'e2e-compile', 'e2e-onnxruntime', 'e2e-openvino')
 
 
 class BenchError(ValueError):
@@ -244,41 +244,48 @@ def _folded(model: nn.Module) -> nn.Module:
 
 
 def end2end_fns(
-    spec: List[str], threads: Optional[int], device: torch.device, cfg_options: Optional[dict] = None
+    spec: List[str], threads: Optional[int], batch: int, device: torch.device, cfg_options: Optional[dict] = None
 ) -> Dict[str, dict]:
     """``{mode: dict(fns=[ours, theirs], notes)}`` for :data:`END2END_MODES`: the trained twins as deployed end to
-    end (:class:`~mmbasis.deploy.end2end.End2EndDetector`: one image in, boxes, scores and labels out, decoding and
-    NMS inside, backbones folded) in PyTorch eager, onnxruntime and OpenVINO (CPU, float32), on the first
-    validation image of our config letterboxed to the config's test size. Notes: detections per side (eager) and
-    the peak memory of one eager inference (parameters included)."""
+    end (:class:`~mmbasis.deploy.end2end.End2EndDetector` for ``batch`` images: images in, boxes, scores and labels
+    out, decoding and NMS inside, backbones folded) in PyTorch eager, ``torch.compile`` (both sides compiled alike:
+    inductor, static shapes; the final selection of detections is a graph break), onnxruntime and OpenVINO (CPU,
+    float32), on the first ``batch`` validation images of our config letterboxed to the config's test size. Notes:
+    detections per image of each side (eager), the peak memory of one eager inference (parameters included) and
+    the seconds of each side's first compiled call (compilation included)."""
     import tempfile
 
     from ..deploy.end2end import End2EndDetector, default_input_shape
     from ..deploy.onnx import export_onnx, onnx_session
     from ..deploy.runtime import load_image, openvino_model
+    from .backbones import compiled_fn
 
     if device.type != 'cpu':
         raise BenchError(f'--end2end runs the CPU runtimes; --device {device} is not allowed with it')
     (ours, theirs), cfg = trained_pair(spec, cfg_options)
     shape = default_input_shape(cfg)
-    path = validation_batch(cfg, 1)['data_samples'][0].img_path
-    image, _ = load_image(path, shape)
+    paths = [s.img_path for s in validation_batch(cfg, batch)['data_samples']]
+    image = torch.cat([load_image(p, shape)[0] for p in paths])
     out = {mode: dict(fns=[], notes={}) for mode in END2END_MODES}
-    counts, peaks = [], []
+    counts, peaks, compile_s = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i, model in enumerate((ours, theirs)):
-            net = End2EndDetector(_folded(model), shape).eval()
+            net = End2EndDetector(_folded(model), shape, batch).eval()
 
             def eager(net=net):
                 with torch.no_grad():
                     return net(image)
 
-            counts.append(len(eager()[1]))
+            _, scores, labels = eager()
+            counts.append(len(scores) if batch == 1 else float((labels >= 0).sum()) / batch)
             peaks.append((peak_bytes(eager, device) + param_bytes(net)) / 2**20)
+            run, seconds = compiled_fn(net, image)
+            compile_s.append(seconds)
             onnx_path = export_onnx(net, image, f'{tmp}/{i}.onnx')
             session, compiled = onnx_session(onnx_path, threads, spin=False), openvino_model(onnx_path, threads)
             feed = image.numpy()
             out['e2e-eager']['fns'].append(eager)
+            out['e2e-compile']['fns'].append(run)
             out['e2e-onnxruntime']['fns'].append(lambda s=session, f=feed: s.run(None, {s.get_inputs()[0].name: f}))
             out['e2e-openvino']['fns'].append(lambda c=compiled, f=feed: c([f]))
     out['e2e-eager']['notes'] = dict(
@@ -287,8 +294,9 @@ def end2end_fns(
         score_thr=score_threshold(cfg.model),
         ours_peak_mb=peaks[0],
         theirs_peak_mb=peaks[1],
-        input=f'{shape[0]}x{shape[1]}',
+        input=f'{batch}x{shape[0]}x{shape[1]}',
     )
+    out['e2e-compile']['notes'] = dict(ours_compile_s=compile_s[0], theirs_compile_s=compile_s[1])
     return out
 
 
@@ -310,7 +318,9 @@ def bench_detectors(
     jobs = [(c, 'plain backbone', partial(untrained_fns, c, settings.batch, settings.size)) for c in detectors]
     jobs += [(s[0], os.path.basename(s[2]), partial(trained_fns, s, settings.batch)) for s in trained]
     if settings.end2end:
-        jobs += [(s[0], os.path.basename(s[2]), partial(end2end_fns, s, settings.threads)) for s in trained]
+        jobs += [
+            (s[0], os.path.basename(s[2]), partial(end2end_fns, s, settings.threads, settings.batch)) for s in trained
+        ]
     rows = []
     for config, theirs, build in jobs:
         modes = build(device=device, cfg_options=settings.cfg_options)

@@ -105,14 +105,16 @@ def test_detector_mode_trained_pairs_run_the_final_nms_on_validation_images(tmp_
 def test_end2end_mode_times_the_deployed_twins_in_every_runtime(tmp_path):
     ours_ckpt, plain_ckpt = _random_twin_checkpoints(tmp_path, OURS_SHAPES, PLAIN_SHAPES)
     out = tmp_path / 'det.csv'
-    argv = ['--trained', OURS_SHAPES, ours_ckpt, PLAIN_SHAPES, plain_ckpt, '--batch', '1', '--iters', '1', '--end2end']
+    argv = ['--trained', OURS_SHAPES, ours_ckpt, PLAIN_SHAPES, plain_ckpt, '--batch', '2', '--iters', '1', '--end2end']
     argv += ['--warmup', '0', '--threads', '1', '--csv', str(out), *_tiny_val(tmp_path)]
     assert bench.main(argv) == 0
     rows = {r['mode']: r for r in csv.DictReader(out.open())}
-    assert list(rows) == ['det-forward', 'det-infer', 'e2e-eager', 'e2e-onnxruntime', 'e2e-openvino']
+    assert list(rows) == ['det-forward', 'det-infer', 'e2e-eager', 'e2e-compile', 'e2e-onnxruntime', 'e2e-openvino']
     eager = rows['e2e-eager']
-    # the deployed graph sees the same image as mmdet's predict; with random heads both sides find boxes
-    assert float(eager['ours_dets']) > 0 and float(eager['theirs_dets']) > 0 and eager['input'] == '160x160'
+    # the deployed graph sees a batch of the images mmdet's predict sees; with random heads both sides find boxes
+    assert float(eager['ours_dets']) > 0 and float(eager['theirs_dets']) > 0 and eager['input'] == '2x160x160'
+    compiled = rows['e2e-compile']  # the first compiled call, compilation included, is timed apart
+    assert float(compiled['ours_compile_s']) > float(compiled['ours_ms']) / 1000 > 0
     # peak memory of one inference holds at least the parameters; ours has fewer of them
     assert 0 < float(eager['ours_peak_mb']) < float(eager['theirs_peak_mb'])
     assert all(float(r['ours_ms']) > 0 and float(r['theirs_ms']) > 0 for r in rows.values())

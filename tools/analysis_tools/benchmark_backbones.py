@@ -94,8 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--end2end',
         action='store_true',
-        help='with --trained: also each pair deployed end to end (image in, boxes out, backbones folded) at batch 1 '
-        'in PyTorch eager, onnxruntime and OpenVINO (e2e-eager, e2e-onnxruntime, e2e-openvino), with the peak memory',
+        help='with --trained: also each pair deployed end to end (--batch images in, boxes out, backbones folded) in '
+        'PyTorch eager, torch.compile, onnxruntime and OpenVINO (e2e-eager, e2e-compile, e2e-onnxruntime, '
+        'e2e-openvino), with the peak memory and the compile times',
     )
     parser.add_argument(
         '--cfg-options',

@@ -297,6 +297,8 @@ def end2end_fns(
         input=f'{batch}x{shape[0]}x{shape[1]}',
     )
     out['e2e-compile']['notes'] = dict(ours_compile_s=compile_s[0], theirs_compile_s=compile_s[1])
+    for mode in END2END_MODES:  # throughput: images per second of each side
+        out[mode]['notes']['images'] = batch
     return out
 
 

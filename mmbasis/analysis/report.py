@@ -30,6 +30,9 @@ def row_text(label: str, theirs: str, mode: str, t: dict) -> str:
     if 'ours_dets' in t:
         thr = t['score_thr']
         notes.append(f'detections/image with score ≥ {thr:g}: ours {t["ours_dets"]:.1f}, theirs {t["theirs_dets"]:.1f}')
+    if t.get('images'):
+        n = float(t['images'])
+        notes.append(f'images/s ours {1000 * n / t["ours_ms"]:.1f}, theirs {1000 * n / t["theirs_ms"]:.1f}')
     if 'ours_peak_mb' in t:
         notes.append(
             f'input {t["input"]}, peak memory ours {t["ours_peak_mb"]:.0f} MB, theirs {t["theirs_peak_mb"]:.0f} MB'

@@ -62,3 +62,11 @@ def test_untrained_detector_pairs_differ_in_the_backbone_only_and_have_zeroed_he
     data = ours.data_preprocessor(demo_mm_inputs(batch_size=1, image_shapes=[(3, 64, 64)], num_classes=3), True)
     losses = ours(data['inputs'], data['data_samples'], mode='loss')
     assert losses['loss_orth'].item() > 0
+
+
+def test_a_row_of_an_end_to_end_run_gives_each_sides_images_per_second():
+    from mmbasis.analysis.report import row_text
+
+    t = dict(ours_ms=400.0, theirs_ms=800.0, ratio=0.5, lo=0.4, hi=0.6, images=8)
+    assert 'images/s ours 20.0, theirs 10.0' in row_text('a.py', 'b.py', 'e2e-openvino', t)
+    assert 'images/s' not in row_text('a.py', 'b.py', 'eval', dict(t, images=None))

@@ -115,6 +115,7 @@ def test_end2end_mode_times_the_deployed_twins_in_every_runtime(tmp_path):
     assert float(eager['ours_dets']) > 0 and float(eager['theirs_dets']) > 0 and eager['input'] == '2x160x160'
     compiled = rows['e2e-compile']  # the first compiled call, compilation included, is timed apart
     assert float(compiled['ours_compile_s']) > float(compiled['ours_ms']) / 1000 > 0
+    assert all(rows[m]['images'] == '2' for m in ('e2e-eager', 'e2e-compile', 'e2e-onnxruntime', 'e2e-openvino'))
     # peak memory of one inference holds at least the parameters; ours has fewer of them
     assert 0 < float(eager['ours_peak_mb']) < float(eager['theirs_peak_mb'])
     assert all(float(r['ours_ms']) > 0 and float(r['theirs_ms']) > 0 for r in rows.values())

@@ -13,7 +13,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmbasis  # noqa: F401
-from mmbasis.datasets import draw_shapes_image
+from mmbasis.datasets import draw_shapes_image, make_deepforest_voc
+from mmbasis.datasets.deepforest import FOLDER
 from mmbasis.deploy.end2end import End2EndDetector, default_input_shape
 from mmbasis.deploy.runtime import check_runtimes, letterbox, match_detections, pytorch_detections
 from tests.helpers import load_tool, randomize_bn
@@ -215,3 +216,24 @@ def test_matching_rules():
     # exactly equal scores are flagged: NMS orders them as each implementation likes
     saturated = match_detections(_dets([*A, 1.0, 1], [*B, 1.0, 1]), _dets([*A, 1.0, 1]))
     assert not saturated.ok and 'share their score exactly' in saturated.summary()
+
+
+@pytest.mark.slow
+def test_the_batched_export_is_checked_on_real_aerial_tiles(tmp_path, capsys):
+    """Issue 23 point 1: the runtimes are checked against PyTorch on real images (tiles of the deepforest scenes,
+    issue 25's dataset), not only on generated ones: natural image statistics, many overlapping candidates."""
+    result = make_deepforest_voc(str(tmp_path / 'data'), tile_size=256, max_tiles=2)
+    tiles = [str(tmp_path / 'data' / FOLDER / 'JPEGImages' / f'{name}.jpg') for name in result.splits['val'][:2]]
+    config, options, shape = CASES['ssd']
+    model = build('ssd')
+    ckpt = str(tmp_path / 'epoch_1.pth')
+    torch.save(dict(meta=dict(epoch=1), state_dict=model.state_dict()), ckpt)
+    out = str(tmp_path / 'ssd_b2.onnx')
+    cfg_options = [f'{k}={v}'.replace(' ', '') for k, v in options.items()]
+    argv = [config, out, '--checkpoint', ckpt, '--batch', '2', '--image', *tiles, '--cfg-options', *cfg_options]
+    assert tool.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f'checked on {tiles[0]}, {tiles[1]}: PyTorch (mmdet predict) found' in printed
+    found = int(printed.split('PyTorch (mmdet predict) found ')[1].split()[0])
+    assert found >= 10  # a non-trivial comparison: SSD keeps up to 200 detections per tile
+    assert 'onnxruntime  OK' in printed and 'openvino     OK' in printed

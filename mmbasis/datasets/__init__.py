@@ -9,6 +9,7 @@ from .shapes import (
     generate_shapes_for_config,
     generate_shapes_split,
 )
+from .transforms import StandardizeImage
 from .voc_tiles import TILE_DEFAULTS, TiledVOC, VOCSource, make_tiled_voc
 from .voc_xml import AnnotationFix, VOCAnnotationError
 
@@ -21,6 +22,7 @@ __all__ = [
     'DeepForestTreesDataset',
     'fetch_deepforest_wheel',
     'make_deepforest_voc',
+    'StandardizeImage',
     'TILE_DEFAULTS',
     'TiledVOC',
     'VOCSource',

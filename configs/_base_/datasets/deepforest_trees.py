@@ -19,6 +19,7 @@ trees_tile = (400, 400)  # the tiler's default tile size
 trees_crop = (256, 256)
 trees_train_pipeline = [
     dict(type='LoadImageFromFile'),
+    dict(type='StandardizeImage', mean=128.0, std=50.0),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomResize', scale=trees_tile, ratio_range=(1.5, 2.5), keep_ratio=True),
     dict(type='RandomCrop', crop_size=trees_crop, allow_negative_crop=False),
@@ -28,6 +29,7 @@ trees_train_pipeline = [
 ]
 trees_test_pipeline = [
     dict(type='LoadImageFromFile'),
+    dict(type='StandardizeImage', mean=128.0, std=50.0),
     dict(type='Resize', scale_factor=2.0, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     # 'instances': CocoMetric builds its ground truth from the data samples (no COCO json for VOC data)

@@ -8,8 +8,6 @@ its training distribution. Standardising every image the same way at training an
 of the input instead of hoping the augmentation covers it.
 """
 
-from typing import Sequence, Union
-
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
@@ -36,9 +34,11 @@ class StandardizeImage(BaseTransform):
     """
 
     def __init__(self, mean: float = 128.0, std: float = 50.0, eps: float = 1.0) -> None:
-        for name, value, low, high in (('mean', mean, 0.0, 255.0), ('std', std, 0.0, 255.0), ('eps', eps, 0.0, 255.0)):
-            if not isinstance(value, (int, float)) or not low <= value <= high or (name != 'mean' and value == 0):
-                raise ValueError(f'StandardizeImage: {name}={value!r}; allowed: a number in {"(0" if name != "mean" else "[0"}, 255]')
+        checks = (('mean', mean, 'a number in [0, 255]', 0.0), ('std', std, 'a number in (0, 255]', None))
+        for name, value, allowed, low in checks + (('eps', eps, 'a number in (0, 255]', None),):
+            ok = isinstance(value, (int, float)) and value <= 255 and (value >= low if low is not None else value > 0)
+            if not ok:
+                raise ValueError(f'StandardizeImage: {name}={value!r}; allowed: {allowed}')
         self.mean, self.std, self.eps = float(mean), float(std), float(eps)
 
     def transform(self, results: dict) -> dict:
@@ -47,7 +47,7 @@ class StandardizeImage(BaseTransform):
             got = getattr(img, 'shape', type(img).__name__)
             raise ValueError(f'StandardizeImage: results["img"] must be an (H, W) or (H, W, C) array, got {got}')
         pixels = img.astype(np.float32)
-        axes: Union[Sequence[int], None] = (0, 1)
+        axes = (0, 1)
         channel_mean = pixels.mean(axis=axes, keepdims=True)
         channel_std = np.maximum(pixels.std(axis=axes, keepdims=True), self.eps)
         out = (pixels - channel_mean) / channel_std * self.std + self.mean

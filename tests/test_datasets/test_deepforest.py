@@ -100,3 +100,19 @@ def test_dataset_class_reads_the_tiles_and_refuses_other_arguments(default_root)
         DeepForestTreesDataset(split='val', data_root=str(root), tile_size=256, pipeline=pipeline)
     with pytest.raises(ValueError, match="split='trainval'"):
         DeepForestTreesDataset(split='trainval', data_root=str(root))
+
+
+@pytest.mark.slow
+def test_the_scenes_differ_in_brightness_and_contrast_and_standardising_removes_it(default_root):
+    """What the trees recipe rests on (experiments/scene_statistics.py): the validation scene is darker and more
+    contrasted than the training scene in every channel, and StandardizeImage gives both the same statistics."""
+    from experiments.scene_statistics import split_statistics
+
+    root, _ = default_root
+    train, val = (
+        split_statistics(dict(type='DeepForestTreesDataset', data_root=str(root), split=s)) for s in ('train', 'val')
+    )
+    assert (train['images'], val['images']) == (132, 12)
+    assert (train['mean'] - val['mean'] > 15).all() and (val['std'] / train['std'] > 1.25).all()
+    for s in (train, val):
+        assert (abs(s['std_mean'] - 128) < 3).all() and (abs(s['std_std'] - 50) < 5).all()

@@ -35,16 +35,37 @@ def test_brightness_and_contrast_are_removed():
 
 def test_constant_channel_and_grey_image():
     img = np.full((8, 8, 3), 7, np.uint8)
-    img[..., 1] = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    img[..., 1] = np.arange(10, 74, dtype=np.uint8).reshape(8, 8)
     out = StandardizeImage(mean=100)(dict(img=img))['img']
     assert (out[..., 0] == 100).all() and (out[..., 2] == 100).all()
     grey = StandardizeImage()(dict(img=img[..., 1]))['img']
     assert grey.shape == (8, 8) and abs(float(grey.mean()) - 128) < 1.5
 
 
+def test_black_padding_is_left_out_and_stays_black():
+    img = _image(2)
+    padded = np.zeros((64, 200, 3), np.uint8)  # a border tile: 60 % of it black padding
+    padded[:, :80] = img
+    out = StandardizeImage()(dict(img=padded))['img']
+    assert (out[:, 80:] == 0).all()
+    np.testing.assert_array_equal(out[:, :80], StandardizeImage()(dict(img=img))['img'])  # as without the padding
+    # counting the padding would stretch the content towards white
+    counted = StandardizeImage(pad_max=None)(dict(img=padded))['img']
+    assert counted[:, :80].mean() > out[:, :80].mean() + 40
+    blank = np.zeros((4, 4, 3), np.uint8)
+    assert (StandardizeImage()(dict(img=blank))['img'] == 0).all()
+
+
 @pytest.mark.parametrize(
     'kwargs, needle',
-    [(dict(mean=-1), 'mean=-1'), (dict(std=0), 'std=0'), (dict(eps=300), 'eps=300'), (dict(std='5'), "std='5'")],
+    [
+        (dict(mean=-1), 'mean=-1'),
+        (dict(std=0), 'std=0'),
+        (dict(eps=300), 'eps=300'),
+        (dict(std='5'), "std='5'"),
+        (dict(pad_max=255), 'pad_max=255'),
+        (dict(pad_max=1.5), 'pad_max=1.5'),
+    ],
 )
 def test_bad_arguments_are_named(kwargs, needle):
     with pytest.raises(ValueError, match=needle) as info:

@@ -3,8 +3,10 @@
     python -m experiments.scene_statistics [CONFIG] [--splits train val]
 
 For each split (the config's training or validation dataset, the split swapped in as the ``split`` argument of
-its dataset, e.g. ``DeepForestTreesDataset``), one row: the images' per-channel (BGR) mean and standard deviation
-over all pixels as read from disk, the same after ``StandardizeImage`` (what the trees recipe feeds the network),
+its dataset, e.g. ``DeepForestTreesDataset``), one row: the share of black border padding (pixels whose every
+channel is at most 4, as ``StandardizeImage`` counts them), the images' per-channel (BGR) mean and standard
+deviation over their other pixels as read from disk, the same after ``StandardizeImage`` (what the trees recipe
+feeds the network),
 the percentiles 10/50/90 of the boxes' sqrt(area) in pixels of the stored image, and the boxes per image. The
 default config is the real-image study's (``configs/deepforest/faster-rcnn_r18_slim-fpn_scratch-8e_trees.py``).
 Reads the images only, trains nothing; a few seconds.
@@ -31,16 +33,18 @@ def split_statistics(dataset_cfg: dict) -> dict:
     dataset = DATASETS.build(dict(dataset_cfg, pipeline=[], test_mode=True))
     standardize = StandardizeImage()
     sums = np.zeros((2, 3, 2))  # raw / standardised, channel, (sum, sum of squares)
-    pixels, sides, counts = 0, [], []
+    pixels, padding, sides, counts = 0, 0, [], []
     for i in range(len(dataset)):
         info = dataset.get_data_info(i)
         img = mmcv.imread(info['img_path']).astype(np.float64)
         std_img = standardize(dict(img=img.astype(np.uint8)))['img'].astype(np.float64)
+        valid = img.max(axis=2) > standardize.pad_max
         for k, x in enumerate((img, std_img)):
-            flat = x.reshape(-1, 3)
+            flat = x[valid]
             sums[k, :, 0] += flat.sum(0)
             sums[k, :, 1] += (flat**2).sum(0)
-        pixels += img.shape[0] * img.shape[1]
+        pixels += int(valid.sum())
+        padding += int((~valid).sum())
         boxes = np.array([inst['bbox'] for inst in info['instances']], dtype=np.float64).reshape(-1, 4)
         sides.extend(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
         counts.append(len(boxes))
@@ -50,6 +54,7 @@ def split_statistics(dataset_cfg: dict) -> dict:
     std = np.sqrt(np.maximum(sums[..., 1] / pixels - mean**2, 0))
     return dict(
         images=len(counts),
+        padding=padding / (padding + pixels),
         mean=mean[0],
         std=std[0],
         std_mean=mean[1],
@@ -64,8 +69,9 @@ def table(config: str, splits: List[str]) -> str:
 
     cfg = Config.fromfile(config)
     lines = [
-        '| split | images | BGR mean | BGR std | standardised mean / std | box sqrt(area) p10/50/90 px | boxes/image |',
-        '|---|---|---|---|---|---|---|',
+        '| split | images | padding | BGR mean | BGR std | standardised mean / std | box sqrt(area) p10/50/90 px '
+        '| boxes/image |',
+        '|---|---|---|---|---|---|---|---|',
     ]
     for split in splits:
         loader = cfg.train_dataloader if split == 'train' else cfg.val_dataloader
@@ -78,8 +84,8 @@ def table(config: str, splits: List[str]) -> str:
             return '/'.join(f'{x:.{digits}f}' for x in v)
 
         lines.append(
-            f'| {split} | {s["images"]} | {fmt(s["mean"])} | {fmt(s["std"])} | {fmt(s["std_mean"])} / '
-            f'{fmt(s["std_std"])} | {fmt(s["side"], 1)} | {s["boxes_per_image"]:.1f} |'
+            f'| {split} | {s["images"]} | {100 * s["padding"]:.1f} % | {fmt(s["mean"])} | {fmt(s["std"])} | '
+            f'{fmt(s["std_mean"])} / {fmt(s["std_std"])} | {fmt(s["side"], 1)} | {s["boxes_per_image"]:.1f} |'
         )
     return '\n'.join(lines)
 

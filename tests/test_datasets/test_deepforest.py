@@ -103,9 +103,10 @@ def test_dataset_class_reads_the_tiles_and_refuses_other_arguments(default_root)
 
 
 @pytest.mark.slow
-def test_the_scenes_differ_in_brightness_and_contrast_and_standardising_removes_it(default_root):
-    """What the trees recipe rests on (experiments/scene_statistics.py): the validation scene is darker and more
-    contrasted than the training scene in every channel, and StandardizeImage gives both the same statistics."""
+def test_scene_statistics_leave_the_padding_out(default_root):
+    """What the trees recipe rests on (experiments/scene_statistics.py): the validation tiles at the scene's border
+    are padded with black, the training tiles are not (only a few near-black shadow pixels); without the padding
+    the validation scene is bluer, and StandardizeImage gives both splits the same statistics."""
     from experiments.scene_statistics import split_statistics
 
     root, _ = default_root
@@ -113,6 +114,8 @@ def test_the_scenes_differ_in_brightness_and_contrast_and_standardising_removes_
         split_statistics(dict(type='DeepForestTreesDataset', data_root=str(root), split=s)) for s in ('train', 'val')
     )
     assert (train['images'], val['images']) == (132, 12)
-    assert (train['mean'] - val['mean'] > 15).all() and (val['std'] / train['std'] > 1.25).all()
+    # the 1249x1035 scene in 4x3 tiles of 400: 1 - 1249 * 1035 / (1600 * 1200) = 32.7 % padding
+    assert train['padding'] < 1e-4 and abs(val['padding'] - (1 - 1249 * 1035 / (1600 * 1200))) < 0.002
+    assert val['mean'][0] - train['mean'][0] > 15 and (abs(val['mean'][1:] - train['mean'][1:]) < 10).all()
     for s in (train, val):
-        assert (abs(s['std_mean'] - 128) < 3).all() and (abs(s['std_std'] - 50) < 5).all()
+        assert (abs(s['std_mean'] - 128) < 3).all() and (abs(s['std_std'] - 50) < 3).all()

@@ -33,6 +33,7 @@ val_dataloader = dict(_delete_=True, **_base_.trees_val_dataloader)
 test_dataloader = dict(_delete_=True, **_base_.trees_test_dataloader)
 val_evaluator = _base_.trees_evaluator
 test_evaluator = _base_.trees_evaluator
+custom_hooks = _base_.custom_hooks + [_base_.trees_ema_hook]
 
 max_epochs = 8
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=2)

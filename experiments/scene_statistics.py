@@ -6,13 +6,13 @@ For each split (the config's training or validation dataset, the split swapped i
 its dataset, e.g. ``DeepForestTreesDataset``), one row: the share of black border padding (pixels whose every
 channel is at most 4, as ``StandardizeImage`` counts them), the images' per-channel (BGR) mean and standard
 deviation over their other pixels as read from disk, the same after ``StandardizeImage`` (what the trees recipe
-feeds the network),
-the percentiles 10/50/90 of the boxes' sqrt(area) in pixels of the stored image, and the boxes per image. The
-default config is the real-image study's (``configs/deepforest/faster-rcnn_r18_slim-fpn_scratch-8e_trees.py``).
+feeds the network), the percentiles 10/50/90 of the boxes' sqrt(area) in pixels of the stored image, and the
+boxes per image. The default config is the real-image study's (``configs/deepforest/faster-rcnn_r18_slim-fpn_scratch-8e_trees.py``).
 Reads the images only, trains nothing; a few seconds.
 """
 
 import argparse
+import os.path as osp
 import sys
 from typing import List, Optional
 
@@ -95,6 +95,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('config', nargs='?', default=DEFAULT)
     parser.add_argument('--splits', nargs='+', default=['train', 'val'], choices=['train', 'val', 'test'])
     args = parser.parse_args(argv)
+    if not osp.isfile(args.config):
+        parser.error(f'no such config: {args.config}')
     print(table(args.config, args.splits))
     return 0
 

@@ -214,8 +214,21 @@ def run_detector(path: str, image: Tensor, runtime: str, threads: Optional[int] 
     return [(b[lab >= 0], s[lab >= 0], lab[lab >= 0]) for b, s, lab in zip(boxes, scores, labels)]
 
 
-def load_image(path: str, shape: Sequence[int]) -> Tuple[Tensor, float]:
-    """An image file as the end-to-end input (see :func:`letterbox`), read as mmdet's ``LoadImageFromFile`` does."""
+def image_steps(cfg) -> list:
+    """The steps of ``cfg``'s test pipeline that change pixel values before resizing and that the end-to-end graph
+    does not contain (``StandardizeImage``), built: a deployed graph expects its input to have been through them,
+    as the config's own inference does. Empty for a config without them."""
+    from mmdet.registry import TRANSFORMS  # noqa: PLC0415
+
+    dataset = cfg.get('test_dataloader', {}).get('dataset', {})
+    while 'dataset' in dataset and 'pipeline' not in dataset:  # dataset wrappers
+        dataset = dataset['dataset']
+    return [TRANSFORMS.build(dict(t)) for t in dataset.get('pipeline', []) if t.get('type') == 'StandardizeImage']
+
+
+def load_image(path: str, shape: Sequence[int], steps: Sequence = ()) -> Tuple[Tensor, float]:
+    """An image file as the end-to-end input (see :func:`letterbox`), read as mmdet's ``LoadImageFromFile`` does,
+    then through ``steps`` (:func:`image_steps` of the config) before the letterbox."""
     import mmcv  # noqa: PLC0415
 
     try:
@@ -224,6 +237,8 @@ def load_image(path: str, shape: Sequence[int]) -> Tuple[Tensor, float]:
         raise FileNotFoundError(f'cannot read an image from {path!r}: {err}') from err
     if img is None:
         raise FileNotFoundError(f'cannot read an image from {path!r}')
+    for step in steps:
+        img = step(dict(img=img))['img']
     return letterbox(img, shape)
 
 

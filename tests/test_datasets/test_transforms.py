@@ -84,3 +84,11 @@ def test_trees_pipelines_standardise_whole_tiles_first():
         assert [step['type'] for step in pipeline[:2]] == ['LoadImageFromFile', 'StandardizeImage']
     train, test = cfg.trees_train_pipeline[1], cfg.trees_test_pipeline[1]
     assert train == test  # the same statistics at training and test time
+
+
+def test_scene_statistics_names_a_missing_config(capsys):
+    from experiments.scene_statistics import main
+
+    with pytest.raises(SystemExit) as info:
+        main(['configs/no_such_config.py'])
+    assert info.value.code == 2 and 'no such config: configs/no_such_config.py' in capsys.readouterr().err

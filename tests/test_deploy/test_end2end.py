@@ -3,6 +3,7 @@ ONNX and run in onnxruntime and OpenVINO, checked against mmdet's predict in PyT
 
 import os.path as osp
 
+import cv2
 import mmdet
 import numpy as np
 import onnx
@@ -237,3 +238,23 @@ def test_the_batched_export_is_checked_on_real_aerial_tiles(tmp_path, capsys):
     found = int(printed.split('PyTorch (mmdet predict) found ')[1].split()[0])
     assert found >= 10  # a non-trivial comparison: SSD keeps up to 200 detections per tile
     assert 'onnxruntime  OK' in printed and 'openvino     OK' in printed
+
+
+def test_a_deployed_trees_detector_gets_standardised_images(tmp_path):
+    """The trees configs standardise each tile in their test pipeline, outside the graph: the export's input
+    preparation applies the same step, so the graph is checked (and documented) on what inference feeds it."""
+    from mmbasis.deploy.runtime import image_steps, load_image
+    from tests.helpers.tiny_data import CONFIG_ROOT
+
+    trees = Config.fromfile(str(CONFIG_ROOT / 'deepforest' / 'faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_trees.py'))
+    steps = image_steps(trees)
+    assert [type(t).__name__ for t in steps] == ['StandardizeImage']
+    assert (
+        image_steps(Config.fromfile(str(CONFIG_ROOT / 'pascal_voc' / 'faster-rcnn_r34-in1k_fpn_1x_voc0712.py'))) == []
+    )
+    rng = np.random.default_rng(0)
+    path = str(tmp_path / 'dark.png')
+    cv2.imwrite(path, np.clip(rng.normal(60, 15, (64, 64, 3)), 0, 255).astype(np.uint8))
+    raw, _ = load_image(path, (64, 64))
+    standardised, _ = load_image(path, (64, 64), steps)
+    assert abs(float(raw.mean()) - 60) < 2 and abs(float(standardised.mean()) - 128) < 2

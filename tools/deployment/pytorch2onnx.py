@@ -38,7 +38,7 @@ import mmbasis  # noqa: F401  (registers modules, installs the checkpoint allowl
 from mmbasis.datasets import draw_shapes_image
 from mmbasis.deploy.end2end import End2EndDetector, default_input_shape
 from mmbasis.deploy.onnx import ExportError, TensorNetwork, export_onnx, verify_onnx
-from mmbasis.deploy.runtime import RUNTIMES, check_runtimes, letterbox, load_image
+from mmbasis.deploy.runtime import RUNTIMES, check_runtimes, image_steps, letterbox, load_image
 from mmbasis.utils import CheckpointFormatError, load_weights_only, split_checkpoint
 from mmbasis.utils.cli import read_config
 
@@ -119,7 +119,10 @@ def check_end2end(args, net: End2EndDetector, shape) -> bool:
     """Run the exported graph in every runtime on the images and match their detections to PyTorch's."""
     if args.image:
         paths = [args.image[i % len(args.image)] for i in range(args.batch)]
-        image = torch.cat([load_image(p, shape)[0] for p in paths])
+        steps = image_steps(read_config(args.config, args.cfg_options))
+        if steps:
+            print(f'the graph expects images after {", ".join(type(t).__name__ for t in steps)} (the test pipeline)')
+        image = torch.cat([load_image(p, shape, steps)[0] for p in paths])
         what = ', '.join(paths)
     else:
         image = torch.cat([letterbox(draw_shapes_image(seed=s, size=max(shape)), shape)[0] for s in range(args.batch)])

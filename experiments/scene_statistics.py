@@ -7,8 +7,9 @@ its dataset, e.g. ``DeepForestTreesDataset``), one row: the share of black borde
 channel is at most 4, as ``StandardizeImage`` counts them), the images' per-channel (BGR) mean and standard
 deviation over their other pixels as read from disk, the same after ``StandardizeImage`` (what the trees recipe
 feeds the network), the percentiles 10/50/90 of the boxes' sqrt(area) in pixels of the stored image, and the
-boxes per image. The default config is the real-image study's (``configs/deepforest/faster-rcnn_r18_slim-fpn_scratch-8e_trees.py``).
-Reads the images only, trains nothing; a few seconds.
+boxes per image. The default config is the real-image study's
+(``configs/deepforest/faster-rcnn_r18_slim-fpn_scratch-8e_trees.py``). Reads the images only, trains nothing; a few
+seconds.
 """
 
 import argparse

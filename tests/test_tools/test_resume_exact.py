@@ -147,3 +147,29 @@ def test_two_processes_resume_each_with_its_own_random_state(tmp_path):
     stored = torch.load(osp.join(ref_work, 'epoch_1.pth'), weights_only=True)['rng_state']
     assert stored['world_size'] == 2 and len(stored['ranks']) == 2
     assert not torch.equal(stored['ranks'][0]['torch'], stored['ranks'][1]['torch'])
+
+
+TREES_EMA = (
+    "dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.005, gamma=200, update_buffers=True, priority=49)"
+)
+
+
+@pytest.mark.slow
+def test_resume_with_the_trees_ema_is_exact(tmp_path):
+    """The real-image configs add mmdet's EMAHook (configs/_base_/datasets/deepforest_trees.py): a resumed run
+    continues the raw and the averaged weights exactly (the checkpoint's state_dict holds the average)."""
+    data = str(tmp_path / 'data')
+    ref_work, ref_log = str(tmp_path / 'ref'), str(tmp_path / 'ref.jsonl')
+    extra = ('train_cfg.val_interval=1', 'default_hooks.checkpoint.max_keep_ckpts=-1')
+    train_tiny(ref_work, data, 3, [record_losses(ref_log), TREES_EMA], extra=extra)
+    work, log = str(tmp_path / 'work'), str(tmp_path / 'losses.jsonl')
+    _copy_checkpoint(ref_work, 'epoch_1.pth', work)
+    proc = train_tiny(work, data, 3, [record_losses(log), TREES_EMA], resume=True, extra=extra)
+    assert 'resumed epoch: 1' in proc.stdout + proc.stderr
+    reference = read_losses(ref_log)
+    resumed = read_losses(log)
+    assert resumed and resumed == {i: reference[i] for i in resumed}
+    ref_ckpt = torch.load(osp.join(ref_work, 'epoch_3.pth'), map_location='cpu', weights_only=False)
+    ckpt = torch.load(osp.join(work, 'epoch_3.pth'), map_location='cpu', weights_only=False)
+    for key in ('state_dict', 'ema_state_dict'):
+        assert_same_tensors(ckpt[key], ref_ckpt[key])

@@ -10,7 +10,9 @@ leaves there: the hook's records (losses per iteration, the statistics of the ba
 scalars.
 
 Several study processes can share one grid: a run is claimed (:func:`claim`) before it starts and appended to the
-CSV when it ends; runs already in the CSV are skipped.
+CSV when it ends; runs already in the CSV are skipped. A run whose process died (a sitting of the machine ended)
+resumes from the latest checkpoint in its work dir (mmengine's resume, which continues a run exactly), so a grid of
+runs longer than a sitting loses at most one checkpoint interval per interruption.
 """
 
 import argparse
@@ -57,6 +59,8 @@ class Grid:
             about variants of ours (hardware-aligned ranks against the paper's), kept apart so that adding them
             leaves the paper's comparisons and their corrections unchanged.
         epochs: the configs' own schedule (a run without ``--epochs``).
+        checkpoint_every: epochs between a run's checkpoints, where an interrupted run resumes (None: every half
+            schedule, where the warm-start study decomposes the plain runs; two checkpoints are kept either way).
         axis: the metric's axis label in the plots; title: the plots' title (``{epochs}`` filled in).
         results: the folder under ``docs/results/`` of its CSV, summaries and plots; page: its documentation page.
     """
@@ -69,6 +73,7 @@ class Grid:
     comparisons: Tuple[Tuple[str, str, str], ...] = ()
     own_comparisons: Tuple[Tuple[str, str, str], ...] = ()
     epochs: int = 8
+    checkpoint_every: Optional[int] = None
     axis: str = ''
     title: str = ''
     results: str = 'sharing_study'
@@ -169,6 +174,7 @@ TREES = Grid(
         ('ssd-r34-s48u1star', 'ssd-r34', 'sharing, SSD ResNet-34 (S48U1*)'),
     ),
     epochs=8,
+    checkpoint_every=1,  # runs of 30 to 90 minutes: an interrupted one resumes from its last epoch
     axis='VOC mAP (trees test)',
     title='Detectors from scratch on the deepforest trees, {epochs} epochs: mean ± std over seeds',
     results='real_images',
@@ -197,12 +203,14 @@ def run_config(
     options: Sequence[str],
     init_checkpoint: Optional[str] = None,
     stats: Optional[dict] = None,
+    checkpoint_interval: Optional[int] = None,
 ):
     """The cell's config with exactly the grid's overrides (``options``: ``key=value`` strings).
 
     The seed (``randomness.seed``); the regulariser kept (``cell.regularizer``) or removed; the schedule
-    (``epochs``: max_epochs, the LR step at 3/4 of it; ``val_interval``, default the end only); checkpoints every half
-    schedule, two kept (the warm-start study decomposes the plain runs at half time); ``init_checkpoint``: the
+    (``epochs``: max_epochs, the LR step at 3/4 of it; ``val_interval``, default the end only); checkpoints every
+    ``checkpoint_interval`` epochs (default every half schedule: the warm-start study decomposes the plain runs at
+    half time), two kept; ``init_checkpoint``: the
     backbone's ``Pretrained`` weights; ``BasisStatsHook(**stats)`` appended to ``custom_hooks`` (recording the losses
     of every iteration). The hook draws no random number, so the run trains as the cell's config would.
     """
@@ -221,7 +229,9 @@ def run_config(
                 sched.update(end=epochs, milestones=[max(1, round(0.75 * epochs))])
     cfg.train_cfg.val_interval = val_interval or cfg.train_cfg.max_epochs
     cfg.default_hooks.checkpoint = dict(
-        type='SafeCheckpointHook', interval=max(1, cfg.train_cfg.max_epochs // 2), max_keep_ckpts=2
+        type='SafeCheckpointHook',
+        interval=checkpoint_interval or max(1, cfg.train_cfg.max_epochs // 2),
+        max_keep_ckpts=2,
     )
     if init_checkpoint is not None:
         cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=init_checkpoint)
@@ -229,22 +239,57 @@ def run_config(
     return cfg
 
 
-def train(cfg, threads: int, log_path: str, expect_ok: bool = True) -> int:
+def can_resume(work_dir: str) -> bool:
+    """Whether ``work_dir`` holds a checkpoint of an interrupted run (mmengine's ``last_checkpoint`` pointer)."""
+    return osp.isfile(osp.join(work_dir, 'last_checkpoint'))
+
+
+def _comparable(cfg) -> dict:
+    """A config as a plain dict without what ``tools/train.py`` and mmengine's runner add or set when they dump it
+    into the work dir (``_scope_`` keys, ``work_dir``, ``launcher``, ``resume``, ``load_from``)."""
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k != '_scope_'}
+        if isinstance(x, (list, tuple)):
+            return [strip(v) for v in x]
+        return x
+
+    d = strip(cfg.to_dict())
+    for key in ('work_dir', 'launcher', 'resume', 'load_from'):
+        d.pop(key, None)
+    return d
+
+
+def train(cfg, threads: int, log_path: str, expect_ok: bool = True, resume: bool = False) -> int:
     """Write ``cfg`` to ``work_dir/run_config.py`` and train it with ``tools/train.py`` in a fresh interpreter
     (``threads`` torch threads); the output goes to ``log_path``. Returns the exit code; raises with the log's tail
-    when ``expect_ok`` and the run failed."""
+    when ``expect_ok`` and the run failed.
+
+    ``resume``: continue the interrupted run of the work dir from its latest checkpoint (``tools/train.py --resume``),
+    appending to ``log_path``; refused (``ValueError``) when the work dir's ``run_config.py`` is not ``cfg`` (up to
+    what the runner adds when it dumps it), so a run never continues from another configuration's checkpoint.
+    """
+    from mmengine.config import Config
+
     os.makedirs(cfg.work_dir, exist_ok=True)
     path = osp.join(cfg.work_dir, RUN_CONFIG)
-    cfg.dump(path)
+    if resume:
+        if not can_resume(cfg.work_dir):
+            raise ValueError(f'cannot resume in {cfg.work_dir}: it has no last_checkpoint')
+        if _comparable(Config.fromfile(path)) != _comparable(cfg):
+            raise ValueError(
+                f'{path} differs from the run to resume: its checkpoints belong to another configuration; '
+                'move the work dir away to start this run afresh'
+            )
+    else:
+        cfg.dump(path)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS='ignore')
     env['PYTHONPATH'] = os.pathsep.join(p for p in (REPO, os.environ.get('PYTHONPATH')) if p)
-    with open(log_path, 'w', encoding='utf-8') as log:
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), path, '--work-dir', cfg.work_dir]
+    with open(log_path, 'a' if resume else 'w', encoding='utf-8') as log:
         proc = subprocess.run(
-            [sys.executable, osp.join(REPO, 'tools', 'train.py'), path, '--work-dir', cfg.work_dir],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            cmd + (['--resume'] if resume else []), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     if expect_ok and proc.returncode != 0:
         with open(log_path, encoding='utf-8') as log:
@@ -257,19 +302,15 @@ def train(cfg, threads: int, log_path: str, expect_ok: bool = True) -> int:
 
 @dataclass
 class RunRecord:
-    """What a finished run left in its work dir: the hook's records and the validations."""
+    """What a finished run left in its work dir: the hook's records, the validations and the training time."""
 
     records: List[dict]  # BasisStatsHook records, in iteration order
     validations: List[dict]  # mmengine's validation scalars (``step`` = epochs done), in order
+    wall_s: float  # seconds of training (of a resumed run: the work kept from each of its processes)
 
     @property
     def iters(self) -> int:
         return max(r['iter'] for r in self.records)
-
-    @property
-    def wall_s(self) -> float:
-        times = {r['event']: r['time'] for r in self.records if r.get('event')}
-        return round(times['after_train'] - times['before_train'], 1)
 
     def losses(self, key: str) -> List[float]:
         """Every iteration's value of the loss term ``key`` (iterations without it are left out)."""
@@ -297,14 +338,40 @@ def read_run_records(work_dir: str) -> List[dict]:
     return read_basis_stats(path) if osp.isfile(path) else []
 
 
+def training_seconds(raw: List[dict]) -> float:
+    """The training time of a run from its ``BasisStatsHook`` lines as written (``raw``, file order): each process
+    (from its ``before_train`` line) counts until it ends (``after_train``) or, when a later process resumed from
+    its checkpoint at iteration k, until its first record past k (the validation of that epoch done, the work
+    after it redone by the next process and counted there)."""
+    starts = [i for i, r in enumerate(raw) if r.get('event') == 'before_train']
+    total = 0.0
+    for n, i in enumerate(starts):
+        part = raw[i : starts[n + 1] if n + 1 < len(starts) else len(raw)]
+        resumed_at = raw[starts[n + 1]]['iter'] if n + 1 < len(starts) else None
+        past = [r for r in part[1:] if resumed_at is None or r['iter'] > resumed_at]
+        end = past[0] if past and resumed_at is not None else part[-1]
+        total += end['time'] - part[0]['time'] if 'time' in end else 0.0
+    return round(total, 1)
+
+
 def read_run(work_dir: str) -> RunRecord:
-    """The :class:`RunRecord` of a finished run (its latest mmengine log folder)."""
+    """The :class:`RunRecord` of a finished run: its hook records and the validations of every mmengine log folder
+    (a resumed run has one per process; an epoch validated twice keeps its last validation)."""
     logs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     if not logs:
         raise FileNotFoundError(f'no vis_data/scalars.json under {work_dir}: did the run start?')
-    with open(logs[-1], encoding='utf-8') as f:
-        validations = [r for r in map(json.loads, f) if 'iter' not in r]  # training lines carry 'iter'
-    return RunRecord(read_run_records(work_dir), validations)
+    by_step: Dict[int, dict] = {}
+    for log in logs:  # folder names are start times: oldest first
+        with open(log, encoding='utf-8') as f:
+            for r in map(json.loads, f):
+                if 'iter' not in r:  # training lines carry 'iter'
+                    by_step[r['step']] = r
+    raw: List[dict] = []
+    path = osp.join(work_dir, 'basis_stats.jsonl')
+    if osp.isfile(path):
+        with open(path, encoding='utf-8') as f:
+            raw = [json.loads(line) for line in f if line.strip()]
+    return RunRecord(read_run_records(work_dir), [by_step[k] for k in sorted(by_step)], training_seconds(raw))
 
 
 def parameters(cfg) -> Tuple[int, int]:

@@ -14,9 +14,11 @@ metric of every validation), wall time, final task loss (mean over the last epoc
 per-iteration task loss after the LR warm-up), and the bases' statistics recorded by ``BasisStatsHook`` every
 ``--sv-every`` iterations: the weighted ``loss_orth`` when the regulariser is on, and for every run the unweighted
 ``L_orth``, ``max |B B^T - I|`` and the extreme singular values of each basis. A row is appended as soon as a run
-finishes; runs already in the CSV are skipped on a restart. The summary prints mean and standard deviation (over
-seeds) per cell and the study's comparisons (:mod:`experiments.stats`: mean difference with its 95 % Welch interval,
-Hedges' g, raw and Holm-adjusted p over the table's comparisons, the reading the adjusted p allows), writes
+finishes; runs already in the CSV are skipped on a restart, and a run whose process died (the end of a sitting)
+continues from the latest checkpoint in its work dir, exactly as if it had not stopped. The summary prints mean and
+standard deviation (over seeds) per cell and the study's comparisons (:mod:`experiments.stats`: mean difference
+with its 95 % Welch interval, Hedges' g, raw and Holm-adjusted p over the table's comparisons, the reading the
+adjusted p allows), writes
 ``summary_<E>e.md`` and the PNG ``sharing_study_<E>e.png`` (the main metric against backbone parameters, error bars
 = one std, one marker per backbone, filled = regulariser on), one pair per schedule of E epochs; ``--doc`` fills the
 block ``sharing-study-<E>e`` of ``docs/studies/sharing.md`` (or of PAGE) likewise.
@@ -75,7 +77,8 @@ def run_spec(args, seed: int, work_dir: str, sv_every: int, **extra) -> dict:
 
 
 def run_row(grid: Grid, cell: Cell, spec: dict, threads: int) -> dict:
-    """Train one run of the grid (a fresh ``tools/train.py`` process) and return its CSV row."""
+    """Train one run of the grid (a fresh ``tools/train.py`` process) and return its CSV row; a run interrupted
+    earlier (its work dir holds a checkpoint) continues from its latest checkpoint."""
     cfg = common.run_config(
         cell,
         spec['seed'],
@@ -85,8 +88,12 @@ def run_row(grid: Grid, cell: Cell, spec: dict, threads: int) -> dict:
         spec['cfg_options'],
         spec.get('init_checkpoint'),
         dict(interval=spec['sv_every']),
+        grid.checkpoint_every,
     )
-    common.train(cfg, threads, osp.join(spec['work_dir'], 'study_run.log'))
+    resume = common.can_resume(spec['work_dir'])
+    if resume:
+        print(f'  resuming {cell.key} seed {spec["seed"]} from its checkpoint in {spec["work_dir"]}', flush=True)
+    common.train(cfg, threads, osp.join(spec['work_dir'], 'study_run.log'), resume=resume)
     return row_of(grid, cell, cfg, common.read_run(spec['work_dir']), spec, threads)
 
 

@@ -2,6 +2,7 @@
 iterations per run; its runs are ordinary config runs (experiments/common.py)."""
 
 import csv
+import glob
 import json
 import os.path as osp
 
@@ -94,6 +95,69 @@ def test_a_study_run_trains_exactly_as_its_cells_config(tmp_path):
         len(common.read_run_records(str(tmp_path / 'study'))) == 2 + 2
         and not (tmp_path / 'alone' / 'basis_stats.jsonl').exists()
     )
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_gives_the_uninterrupted_row(tmp_path, capsys):
+    """A run whose process dies after epoch 1 of 2 (tests/helpers/crash_once.py) fails the study; the study started
+    again resumes it from its epoch-1 checkpoint, and its row is the row of the same run never interrupted (all but
+    the wall time, to the last digit), with the validations of both processes."""
+    marker = tmp_path / 'crashed'
+    crash = [
+        'custom_imports.imports=[mmbasis,tests.helpers.crash_once]',
+        'default_hooks.crash.type=CrashOnceHook',
+        f'default_hooks.crash.marker={marker}',
+    ]
+    argv = ['--cells', 'r18', '--seeds', '0', '--epochs', '2', '--val-interval', '1']
+    argv += ['--cfg-options', *study_options(tmp_path), *crash]
+
+    def rows(out):
+        with open(osp.join(out, 'runs.csv'), newline='') as f:
+            return list(csv.DictReader(f))
+
+    marker.touch()  # the hook stays quiet: the reference run is never interrupted
+    ref = str(tmp_path / 'ref')
+    assert study.main([*argv, '--out-dir', ref, '--work-root', str(tmp_path / 'ref_work')]) == 0
+    marker.unlink()
+    out, work = str(tmp_path / 'study'), str(tmp_path / 'work')
+    assert study.main([*argv, '--out-dir', out, '--work-root', work]) == 1  # the process died in epoch 2
+    assert marker.exists() and not osp.exists(osp.join(out, 'runs.csv'))
+    run_dir = osp.join(work, 'r18_seed0_2e')
+    assert common.can_resume(run_dir) and osp.isfile(osp.join(run_dir, 'epoch_1.pth'))
+    capsys.readouterr()
+    assert study.main([*argv, '--out-dir', out, '--work-root', work]) == 0
+    assert f'resuming r18 seed 0 from its checkpoint in {run_dir}' in capsys.readouterr().out
+    (resumed,), (uninterrupted,) = rows(out), rows(ref)
+    assert len(json.loads(resumed['val_curve'])) == 2  # epoch 1 from the first process, epoch 2 from the second
+    assert float(resumed['wall_s']) > 0
+    del resumed['wall_s'], uninterrupted['wall_s']
+    assert resumed == uninterrupted
+    assert len(glob.glob(osp.join(run_dir, '*', 'vis_data', 'scalars.json'))) == 2
+
+
+def test_a_resume_refuses_a_work_dir_of_another_configuration(tmp_path):
+    cfg = common.run_config(common.SHAPES.by_key['r18'], 0, 2, None, str(tmp_path), [])
+    with pytest.raises(ValueError, match='has no last_checkpoint'):
+        common.train(cfg, 1, str(tmp_path / 'log'), resume=True)
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_1.pth'))
+    other = common.run_config(common.SHAPES.by_key['r18'], 1, 2, None, str(tmp_path), [])  # another seed
+    (tmp_path / common.RUN_CONFIG).write_text(other.pretty_text)
+    with pytest.raises(ValueError, match='differs from the run to resume'):
+        common.train(cfg, 1, str(tmp_path / 'log'), resume=True)
+    assert (tmp_path / common.RUN_CONFIG).read_text() == other.pretty_text  # left as it was
+
+
+def test_training_seconds_count_the_work_each_process_kept():
+    """Process 1 trains iterations 1-5 (checkpoint at 3) and dies; process 2 resumes at 3 and ends at 6."""
+    first = [dict(event='before_train', iter=0, time=100.0)] + [dict(iter=i, time=100.0 + 10 * i) for i in range(1, 6)]
+    second = [dict(event='before_train', iter=3, time=500.0)] + [
+        dict(iter=i, time=500.0 + 10 * (i - 3)) for i in (4, 5, 6)
+    ]
+    second.append(dict(event='after_train', iter=6, time=531.0))
+    # the first process counts until its first record past the checkpoint (iteration 4: 40 s), the second 31 s
+    assert common.training_seconds(first + second) == 71.0
+    assert common.training_seconds([first[0], *first[1:4], dict(event='after_train', iter=3, time=135.0)]) == 35.0
+    assert common.training_seconds([]) == 0.0
 
 
 def test_bad_arguments_are_refused(capsys):

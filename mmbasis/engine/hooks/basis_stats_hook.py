@@ -19,8 +19,9 @@ Written to ``work_dir/<out_file>`` (JSON lines, rank 0 only; one line per record
 done) and, with ``log=True``, to the message hub as ``train/basis/l_orth`` and ``train/basis/orth_max_err`` (so
 mmengine's logger and visualiser backends see them). ``record_losses=True`` adds every iteration's loss terms
 (``"losses"``: the outputs of ``train_step``, e.g. ``loss``, ``loss_orth``), which the studies need per iteration.
-The first line of a training run is ``{"event": "before_train", ...}`` and the last ``{"event": "after_train", ...}``,
-each with the wall-clock ``time``.
+The first line of a training run is ``{"event": "before_train", ...}`` and the last ``{"event": "after_train", ...}``;
+every line carries the wall-clock ``time`` it was written (a resumed run appends a second ``before_train``; the
+studies count the training time of each process from these).
 """
 
 import json
@@ -150,7 +151,7 @@ class BasisStatsHook(Hook):
 
     def _write(self, record: dict) -> None:
         if self._file is not None:
-            self._file.write(json.dumps(record) + '\n')
+            self._file.write(json.dumps(dict(record, time=record.get('time', time.time()))) + '\n')
             self._file.flush()
 
     # --------------------------------------------------------------------------------------------- tear-down

@@ -150,14 +150,14 @@ def _trees_cell(key: str, label: str, config: str, regularizer: bool) -> Cell:
 TREES = Grid(
     name='trees',
     cells=(
-        _trees_cell('r18', 'ResNet-18', 'faster-rcnn_r18_slim-fpn_scratch-8e', False),
-        _trees_cell('r18-s16u1', 'ResNet-18 S16U1', 'faster-rcnn_r18-s16u1_slim-fpn_scratch-8e', True),
-        _trees_cell('r34', 'ResNet-34', 'faster-rcnn_r34_slim-fpn_scratch-8e', False),
-        _trees_cell('r34-s48u1star', 'ResNet34-S48U1*', 'faster-rcnn_r34-s48u1star_slim-fpn_scratch-8e', True),
-        _trees_cell('r34-s48u1star-noreg', 'ResNet34-S48U1*', 'faster-rcnn_r34-s48u1star_slim-fpn_scratch-8e', False),
-        _trees_cell('r34-s16u1star', 'ResNet34-S16U1*', 'faster-rcnn_r34-s16u1star_slim-fpn_scratch-8e', True),
-        _trees_cell('ssd-r34', 'SSD ResNet-34', 'ssd_r34_scratch-8e', False),
-        _trees_cell('ssd-r34-s48u1star', 'SSD ResNet34-S48U1*', 'ssd_r34-s48u1star_scratch-8e', True),
+        _trees_cell('r18', 'ResNet-18', 'faster-rcnn_r18_slim-fpn_scratch-16e', False),
+        _trees_cell('r18-s16u1', 'ResNet-18 S16U1', 'faster-rcnn_r18-s16u1_slim-fpn_scratch-16e', True),
+        _trees_cell('r34', 'ResNet-34', 'faster-rcnn_r34_slim-fpn_scratch-16e', False),
+        _trees_cell('r34-s48u1star', 'ResNet34-S48U1*', 'faster-rcnn_r34-s48u1star_slim-fpn_scratch-16e', True),
+        _trees_cell('r34-s48u1star-noreg', 'ResNet34-S48U1*', 'faster-rcnn_r34-s48u1star_slim-fpn_scratch-16e', False),
+        _trees_cell('r34-s16u1star', 'ResNet34-S16U1*', 'faster-rcnn_r34-s16u1star_slim-fpn_scratch-16e', True),
+        _trees_cell('ssd-r34', 'SSD ResNet-34', 'ssd_r34_scratch-16e', False),
+        _trees_cell('ssd-r34-s48u1star', 'SSD ResNet34-S48U1*', 'ssd_r34-s48u1star_scratch-16e', True),
     ),
     metrics={
         'voc_mAP': 'pascal_voc/mAP',
@@ -173,7 +173,7 @@ TREES = Grid(
         ('r34-s48u1star', 'r34-s48u1star-noreg', 'the regulariser, ResNet34-S48U1*'),
         ('ssd-r34-s48u1star', 'ssd-r34', 'sharing, SSD ResNet-34 (S48U1*)'),
     ),
-    epochs=8,
+    epochs=16,
     checkpoint_every=1,  # runs of 30 to 90 minutes: an interrupted one resumes from its last epoch
     axis='VOC mAP (trees test)',
     title='Detectors from scratch on the deepforest trees, {epochs} epochs: mean ± std over seeds',

@@ -8,7 +8,7 @@ channel is at most 4, as ``StandardizeImage`` counts them), the images' per-chan
 deviation over their other pixels as read from disk, the same after ``StandardizeImage`` (what the trees recipe
 feeds the network), the percentiles 10/50/90 of the boxes' sqrt(area) in pixels of the stored image, and the
 boxes per image. The default config is the real-image study's
-(``configs/deepforest/faster-rcnn_r18_slim-fpn_scratch-8e_trees.py``). Reads the images only, trains nothing; a few
+(``configs/deepforest/faster-rcnn_r18_slim-fpn_scratch-16e_trees.py``). Reads the images only, trains nothing; a few
 seconds.
 """
 
@@ -19,7 +19,7 @@ from typing import List, Optional
 
 import numpy as np
 
-DEFAULT = 'configs/deepforest/faster-rcnn_r18_slim-fpn_scratch-8e_trees.py'
+DEFAULT = 'configs/deepforest/faster-rcnn_r18_slim-fpn_scratch-16e_trees.py'
 
 
 def split_statistics(dataset_cfg: dict) -> dict:

@@ -246,7 +246,7 @@ def test_a_deployed_trees_detector_gets_standardised_images(tmp_path):
     from mmbasis.deploy.runtime import image_steps, load_image
     from tests.helpers.tiny_data import CONFIG_ROOT
 
-    trees = Config.fromfile(str(CONFIG_ROOT / 'deepforest' / 'faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_trees.py'))
+    trees = Config.fromfile(str(CONFIG_ROOT / 'deepforest' / 'faster-rcnn_r18-s16u1_slim-fpn_scratch-16e_trees.py'))
     steps = image_steps(trees)
     assert [type(t).__name__ for t in steps] == ['StandardizeImage']
     assert (

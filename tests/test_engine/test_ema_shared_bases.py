@@ -23,7 +23,7 @@ def test_every_trees_config_evaluates_the_same_ema(path):
 
 
 @pytest.mark.parametrize(
-    'name', ['faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_trees.py', 'ssd_r34-s48u1star_scratch-8e_trees.py']
+    'name', ['faster-rcnn_r18-s16u1_slim-fpn_scratch-16e_trees.py', 'ssd_r34-s48u1star_scratch-16e_trees.py']
 )
 def test_the_ema_moves_a_shared_basis_once_per_step(name):
     cfg = Config.fromfile(str(ROOT / 'deepforest' / name))

@@ -25,7 +25,7 @@ from tests.helpers import load_tool
 from tests.helpers.tiny_data import CONFIG_ROOT as ROOT
 
 demo = load_tool('tools/image_demo.py')
-TREES_CONFIG = 'deepforest/faster-rcnn_r18-s16u1_slim-fpn_scratch-8e_trees.py'
+TREES_CONFIG = 'deepforest/faster-rcnn_r18-s16u1_slim-fpn_scratch-16e_trees.py'
 CONFIG_TEXT = """_base_ = '{base}'
 """
 

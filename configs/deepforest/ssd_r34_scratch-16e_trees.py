@@ -5,7 +5,7 @@
 # 8, 16, 32 and one extra level (stride 64; SSD300's further levels would be 1-3 pixels wide at 256 px and hold only
 # objects larger than any crown), with anchors of 24 to 256 px, which keeps the anchors fitted to the feature maps at
 # any input size; the extra level is batch-normalised (trained from scratch). The baseline of
-# ssd_r34-s48u1star_scratch-8e_trees.py (only the backbone differs, plus the regulariser).
+# ssd_r34-s48u1star_scratch-16e_trees.py (only the backbone differs, plus the regulariser).
 _base_ = ['../pascal_voc/ssd300_r34-in1k_8xb8-240e_voc0712.py', '../_base_/datasets/deepforest_trees.py']
 
 model = dict(
@@ -35,11 +35,11 @@ val_evaluator = _base_.trees_evaluator
 test_evaluator = _base_.trees_evaluator
 custom_hooks = _base_.custom_hooks + [_base_.trees_ema_hook]
 
-max_epochs = 8
+max_epochs = 16
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=2)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[6], gamma=0.1),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[12], gamma=0.1),
 ]
 optim_wrapper = dict(
     type='OptimWrapper',

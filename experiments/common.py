@@ -275,8 +275,8 @@ def train(cfg, threads: int, log_path: str, expect_ok: bool = True, resume: bool
     os.makedirs(cfg.work_dir, exist_ok=True)
     path = osp.join(cfg.work_dir, RUN_CONFIG)
     if resume:
-        if not can_resume(cfg.work_dir):
-            raise ValueError(f'cannot resume in {cfg.work_dir}: it has no last_checkpoint')
+        if not can_resume(cfg.work_dir) or not osp.isfile(path):
+            raise ValueError(f'cannot resume in {cfg.work_dir}: it has no last_checkpoint or no {RUN_CONFIG}')
         if _comparable(Config.fromfile(path)) != _comparable(cfg):
             raise ValueError(
                 f'{path} differs from the run to resume: its checkpoints belong to another configuration; '
@@ -342,12 +342,15 @@ def training_seconds(raw: List[dict]) -> float:
     """The training time of a run from its ``BasisStatsHook`` lines as written (``raw``, file order): each process
     (from its ``before_train`` line) counts until it ends (``after_train``) or, when a later process resumed from
     its checkpoint at iteration k, until its first record past k (the validation of that epoch done, the work
-    after it redone by the next process and counted there)."""
+    after it redone by the next process and counted there); a process that died before its first checkpoint
+    counts nothing."""
     starts = [i for i, r in enumerate(raw) if r.get('event') == 'before_train']
     total = 0.0
     for n, i in enumerate(starts):
         part = raw[i : starts[n + 1] if n + 1 < len(starts) else len(raw)]
         resumed_at = raw[starts[n + 1]]['iter'] if n + 1 < len(starts) else None
+        if resumed_at is not None and resumed_at <= part[0]['iter']:
+            continue  # died before its first checkpoint: the next process redid all of its work
         past = [r for r in part[1:] if resumed_at is None or r['iter'] > resumed_at]
         end = past[0] if past and resumed_at is not None else part[-1]
         total += end['time'] - part[0]['time'] if 'time' in end else 0.0

@@ -137,7 +137,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_gives_the_uninterrup
 
 def test_a_resume_refuses_a_work_dir_of_another_configuration(tmp_path):
     cfg = common.run_config(common.SHAPES.by_key['r18'], 0, 2, None, str(tmp_path), [])
-    with pytest.raises(ValueError, match='has no last_checkpoint'):
+    with pytest.raises(ValueError, match='has no last_checkpoint or no run_config.py'):
         common.train(cfg, 1, str(tmp_path / 'log'), resume=True)
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_1.pth'))
     other = common.run_config(common.SHAPES.by_key['r18'], 1, 2, None, str(tmp_path), [])  # another seed
@@ -158,6 +158,10 @@ def test_training_seconds_count_the_work_each_process_kept():
     assert common.training_seconds(first + second) == 71.0
     assert common.training_seconds([first[0], *first[1:4], dict(event='after_train', iter=3, time=135.0)]) == 35.0
     assert common.training_seconds([]) == 0.0
+    # a process that died in its first epoch (no checkpoint), then a fresh one from iteration 0: only the second counts
+    dead = [dict(event='before_train', iter=0, time=0.0), dict(iter=1, time=10.0), dict(iter=2, time=20.0)]
+    fresh = [dict(event='before_train', iter=0, time=100.0), dict(iter=1, time=110.0)]
+    assert common.training_seconds(dead + fresh + [dict(event='after_train', iter=1, time=112.0)]) == 12.0
 
 
 def test_bad_arguments_are_refused(capsys):

@@ -35,22 +35,12 @@ val_evaluator = _base_.trees_evaluator
 test_evaluator = _base_.trees_evaluator
 custom_hooks = _base_.custom_hooks + [_base_.trees_ema_hook]
 
-max_epochs = 16
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=2)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[12], gamma=0.1),
-]
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
-    clip_grad=dict(max_norm=10, norm_type=2),
-)
-auto_scale_lr = dict(enable=False, base_batch_size=4)
+max_epochs = _base_.trees_max_epochs
+train_cfg = _base_.trees_train_cfg
+param_scheduler = _base_.trees_param_scheduler
+optim_wrapper = _base_.trees_optim_wrapper
+auto_scale_lr = _base_.trees_auto_scale_lr
 
 randomness = dict(seed=0)
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='SafeCheckpointHook', interval=2, max_keep_ckpts=2),
-)
-log_processor = dict(type='ReadableLogProcessor', window_size=20)
+default_hooks = _base_.trees_default_hooks
+log_processor = _base_.trees_log_processor

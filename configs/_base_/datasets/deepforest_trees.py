@@ -76,3 +76,24 @@ trees_evaluator = [dict(type='VOCMetric', metric='mAP', eval_mode='area'), dict(
 trees_ema_hook = dict(
     type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.005, gamma=200, update_buffers=True, priority=49
 )
+# The schedule of every trees config, Faster R-CNN and SSD alike: SGD from scratch, 100 iterations of warm-up, 16
+# epochs with the step x0.1 after 12 (8 epochs with the step after 6 stopped while the detectors still learnt:
+# docs/studies/real_images.md), a checkpoint every 2 epochs; a config takes each as ``train_cfg =
+# _base_.trees_train_cfg`` and so on.
+trees_max_epochs = 16
+trees_train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=trees_max_epochs, val_interval=2)
+trees_param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='MultiStepLR', begin=0, end=trees_max_epochs, by_epoch=True, milestones=[12], gamma=0.1),
+]
+trees_optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
+    clip_grad=dict(max_norm=10, norm_type=2),
+)
+trees_auto_scale_lr = dict(enable=False, base_batch_size=4)
+trees_default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=20),
+    checkpoint=dict(type='SafeCheckpointHook', interval=2, max_keep_ckpts=2),
+)
+trees_log_processor = dict(type='ReadableLogProcessor', window_size=20)

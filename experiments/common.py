@@ -403,15 +403,55 @@ def read_rows(path: str) -> List[dict]:
 
 
 def append_row(path: str, row: dict, fields: Sequence[str]) -> None:
-    """Append one row (header first if the file is new), flushed to disk before returning."""
-    new = not osp.isfile(path)
+    """Append one row (header first if the file is new), flushed to disk before returning.
+
+    A file written before a column was added (its header is a subset of ``fields``) is first rewritten with the new
+    header, its rows left empty in the new columns, atomically (a temporary file replaces it); a file with a column
+    that ``fields`` lacks is refused, so no recorded value is ever dropped."""
+    header = _header(path)
+    if header is not None and header != list(fields):
+        unknown = [c for c in header if c not in fields]
+        if unknown:
+            raise ValueError(f'{path} has columns {unknown} that this study does not write (it writes {list(fields)})')
+        rows = read_rows(path)
+        tmp = f'{path}.tmp{os.getpid()}'
+        with open(tmp, 'w', newline='', encoding='utf-8') as f:
+            writer = csv.DictWriter(f, fieldnames=list(fields))
+            writer.writeheader()
+            writer.writerows({k: r.get(k, '') for k in fields} for r in rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     with open(path, 'a', newline='', encoding='utf-8') as f:
         writer = csv.DictWriter(f, fieldnames=list(fields))
-        if new:
+        if header is None:
             writer.writeheader()
         writer.writerow({k: row.get(k, '') for k in fields})
         f.flush()
         os.fsync(f.fileno())
+
+
+def _header(path: str) -> Optional[List[str]]:
+    """The columns of a CSV file (None when there is no file or it is empty)."""
+    if not osp.isfile(path):
+        return None
+    with open(path, newline='', encoding='utf-8') as f:
+        return next(csv.reader(f), None)
+
+
+def cpu_model() -> str:
+    """The processor's model name as the kernel reports it (``model name`` of /proc/cpuinfo), or the platform's
+    answer elsewhere: recorded beside each run's wall time, which is only comparable on the same processor."""
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return ' '.join(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or 'unknown'
 
 
 def run_key(cell: str, seed, epochs, options: str) -> tuple:

@@ -52,6 +52,7 @@ TAIL = [
     'val_curve',
     'threads',
     'jobs',
+    'cpu',
     'options',
 ]
 
@@ -129,6 +130,7 @@ def row_of(grid: Grid, cell: Cell, cfg, run: common.RunRecord, spec: dict, threa
         val_curve=json.dumps(run.curve(grid.metrics[grid.main], epochs)),
         threads=threads,
         jobs=spec['jobs'],
+        cpu=common.cpu_model(),
         options=json.dumps(spec['cfg_options']),
     )
 
@@ -163,11 +165,24 @@ def summarize(grid: Grid, rows: List[dict]) -> str:
             + (f'{statistics.fmean(spread):.3f} | ' if spread else '- | ')
             + f'{statistics.fmean(col("wall_s")) / 60:.1f} |'
         )
+    lines += machines(rows)
     comparisons = compare(grid, rows)
     own = compare(grid, rows, grid.own_comparisons)
     if own:
         own = ['', "Variants of ours against the paper's (a Holm family of its own):", '', *own]
     return '\n'.join(lines + (['', *comparisons] if comparisons else []) + own)
+
+
+def machines(rows: List[dict]) -> List[str]:
+    """A line under the table naming the processors the runs' wall times were measured on (the ``cpu`` column), with
+    how many runs each; nothing for a CSV that does not record them."""
+    if not any(r.get('cpu') for r in rows):
+        return []
+    count: dict = {}
+    for r in rows:
+        count[r.get('cpu') or 'not recorded'] = count.get(r.get('cpu') or 'not recorded', 0) + 1
+    names = '; '.join(f'{cpu}: {n} run{"s" * (n != 1)}' for cpu, n in sorted(count.items()))
+    return ['', f'Wall times (minutes of training, mean over the seeds) were measured on: {names}.']
 
 
 def _last_validations(row: dict, n: int = 4) -> str:

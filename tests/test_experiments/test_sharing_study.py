@@ -39,12 +39,15 @@ def test_tiny_grid_writes_csv_summary_png_and_skips_finished_runs(tmp_path, caps
     assert shared['loss_orth_final'] == ''  # regulariser off: no loss_orth in the loss
     assert float(shared['sigma_max']) >= float(shared['sigma_min']) > 0
     assert json.loads(shared['val_curve'])[-1][:2] == [1, 2]  # [epoch, iteration, mAP] of the one validation
+    assert plain['cpu'] == shared['cpu'] == common.cpu_model() != ''  # the processor beside the wall times
     # every run is an ordinary config run: its config beside its results, BasisStatsHook in it
     run_cfg = osp.join(str(tmp_path / 'work'), 'r18_seed0_1e', common.RUN_CONFIG)
     assert osp.isfile(run_cfg) and "type='BasisStatsHook'" in open(run_cfg).read()
     # one summary and PNG per schedule (here 1 epoch), so grids of different schedules sit side by side
     assert osp.isfile(osp.join(out, 'sharing_study_1e.png')) and osp.isfile(osp.join(out, 'summary_1e.md'))
-    assert 'ResNet-18 S16U1 | off | 1 |' in open(osp.join(out, 'summary_1e.md')).read()
+    summary = open(osp.join(out, 'summary_1e.md')).read()
+    assert 'ResNet-18 S16U1 | off | 1 |' in summary
+    assert f'measured on: {common.cpu_model()}: 2 runs.' in summary
 
     capsys.readouterr()
     assert study.main(argv) == 0  # a restart skips the finished runs
@@ -294,3 +297,26 @@ def test_a_failed_run_neither_cancels_the_others_nor_hides(tmp_path, capsys, mon
     assert sorted(tried) == ['r18', 'r18-s16u1']
     assert "FAILED: r18 seed 0: RuntimeError('boom in r18')" in out
     assert '2 run(s) failed: ' in out and 'no finished runs' in out
+
+
+def test_a_csv_of_an_older_header_gains_the_new_columns_and_keeps_its_rows(tmp_path):
+    """Adding a column (``cpu``) rewrites an older CSV with the new header; its rows keep every value, empty in the
+    new column; a CSV with a column the study does not write is refused and left as it was."""
+    path = str(tmp_path / 'runs.csv')
+    common.append_row(path, {'cell': 'r18', 'seed': 0, 'wall_s': 61.5}, ['cell', 'seed', 'wall_s'])
+    common.append_row(path, {'cell': 'r34', 'seed': 1, 'wall_s': 70.0, 'cpu': 'X'}, ['cell', 'seed', 'wall_s', 'cpu'])
+    assert common.read_rows(path) == [
+        {'cell': 'r18', 'seed': '0', 'wall_s': '61.5', 'cpu': ''},
+        {'cell': 'r34', 'seed': '1', 'wall_s': '70.0', 'cpu': 'X'},
+    ]
+    assert not glob.glob(path + '.tmp*')  # the rewrite replaced the file atomically
+    before = open(path, encoding='utf-8').read()
+    with pytest.raises(ValueError, match=r"columns \['cpu'\] that this study does not write"):
+        common.append_row(path, {'cell': 'r50'}, ['cell', 'seed', 'wall_s'])
+    assert open(path, encoding='utf-8').read() == before
+
+
+def test_the_summary_names_the_processors_of_the_wall_times():
+    assert study.machines([{'cpu': ''}, {}]) == []  # a CSV that never recorded them: no line
+    line = study.machines([{'cpu': 'AMD EPYC'}, {'cpu': 'AMD EPYC'}, {'cpu': ''}])[-1]
+    assert line.endswith('measured on: AMD EPYC: 2 runs; not recorded: 1 run.')

@@ -5,7 +5,8 @@ Not part of the installed package (``setup.py`` ships ``mmbasis`` only): run the
 a config written into the run's work dir, the statistics of the bases recorded by ``BasisStatsHook``), so each number
 can be reproduced with the config alone.
 
-* :mod:`.common`: the grids (cells per dataset), the run of one cell, the CSV of runs, claims, summaries, doc blocks;
+* :mod:`.grids`: the grids (cells per dataset, their metrics and comparisons), data only;
+* :mod:`.common`: the run of one cell, the CSV of runs, claims, summaries, doc blocks;
 * :mod:`.stats`: the statistics of the comparisons (Welch, Hedges' g, Holm);
 * :mod:`.sharing_study`, :mod:`.warm_start_study`, :mod:`.gradient_flow`: the studies;
 * :mod:`.benchmark`: the speed benchmark's grid, CSVs and doc blocks (the measurements: :mod:`mmbasis.analysis`).

@@ -4,7 +4,7 @@
         [--val-interval E] [--jobs 1] [--threads T] [--out-dir docs/results/sharing_study] [--dry-run]
         [--summary-only] [--doc [PAGE]] [--doc-marker NAME] [--cfg-options k=v ...]
 
-Every run trains one cell of the grid (:data:`experiments.common.GRIDS`; the shapes grid: the project's shapes
+Every run trains one cell of the grid (:data:`experiments.grids.GRIDS`; the shapes grid: the project's shapes
 configs, identical neck, heads, data and schedule) as an ordinary config run (:func:`experiments.common.run_config`:
 the seed, the regulariser kept or removed, and for the whole grid alike the schedule, ``--val-interval`` and any
 ``--cfg-options``), each in a fresh interpreter, so runs cannot influence each other.
@@ -33,8 +33,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import List, Optional, Sequence, Tuple
 
-from experiments import common, stats
-from experiments.common import Cell, Grid
+from experiments import common, grids, stats
+from experiments.grids import Cell, Grid
 
 DOC = 'docs/studies/sharing.md'
 HEAD = ['cell', 'backbone', 'regularizer', 'seed', 'epochs', 'iters', 'backbone_params', 'detector_params']
@@ -286,7 +286,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     from mmbasis.utils.docs import add_doc_option, block_problem, doc_target
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--grid', choices=list(common.GRIDS), default='shapes', help='the dataset (default shapes)')
+    parser.add_argument('--grid', choices=list(grids.GRIDS), default='shapes', help='the dataset (default shapes)')
     parser.add_argument('--cells', nargs='+', metavar='CELL', help='grid cells (default: all of the grid)')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, help="epochs of every run (default: the configs')")
@@ -308,7 +308,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--work-root', help="where the runs' work dirs go (default work_dirs/<the grid's folder>)")
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE', help='overrides of every run')
     args = parser.parse_args(argv)
-    grid = args.grid = common.GRIDS[args.grid]
+    grid = args.grid = grids.GRIDS[args.grid]
     args.out_dir = args.out_dir or osp.join('docs', 'results', grid.results)
     args.work_root = args.work_root or osp.join('work_dirs', grid.results)
     if args.dataset not in grid.variants:

@@ -28,10 +28,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
-from experiments import common
+from experiments import common, grids
 from experiments import sharing_study as study
 
-GRID = common.SHAPES
+GRID = grids.SHAPES
 CELLS = GRID.by_key
 DOC = 'docs/studies/warm_start.md'
 FIELDS = study.fields(GRID) + ['source', 'weight_error', 'stage_errors']

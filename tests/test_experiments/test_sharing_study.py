@@ -8,7 +8,7 @@ import os.path as osp
 
 import pytest
 
-from experiments import common
+from experiments import common, grids
 from experiments import sharing_study as study
 from experiments import warm_start_study as warm
 from tests.helpers.tiny import study_options
@@ -27,7 +27,7 @@ def test_tiny_grid_writes_csv_summary_png_and_skips_finished_runs(tmp_path, caps
     assert study.main(argv) == 0
     with open(osp.join(out, 'runs.csv'), newline='') as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == study.fields(common.SHAPES)
+    assert list(rows[0]) == study.fields(grids.SHAPES)
     assert [(r['cell'], r['seed'], r['regularizer']) for r in rows] == [
         ('r18', '0', '0'),
         ('r18-s16u1-noreg', '0', '0'),
@@ -77,7 +77,7 @@ def test_a_study_run_trains_exactly_as_its_cells_config(tmp_path):
     import torch
 
     options = study_options(tmp_path) + ['log_processor.window_size=1']
-    cell = common.SHAPES.by_key['r18-s16u1']
+    cell = grids.SHAPES.by_key['r18-s16u1']
     cfg = common.run_config(cell, 0, 1, None, str(tmp_path / 'study'), options, stats=dict(interval=1))
     common.train(cfg, 1, str(tmp_path / 'study.log'))
     alone = common.run_config(cell, 0, 1, None, str(tmp_path / 'alone'), options)
@@ -139,11 +139,11 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_gives_the_uninterrup
 
 
 def test_a_resume_refuses_a_work_dir_of_another_configuration(tmp_path):
-    cfg = common.run_config(common.SHAPES.by_key['r18'], 0, 2, None, str(tmp_path), [])
+    cfg = common.run_config(grids.SHAPES.by_key['r18'], 0, 2, None, str(tmp_path), [])
     with pytest.raises(ValueError, match='has no last_checkpoint or no run_config.py'):
         common.train(cfg, 1, str(tmp_path / 'log'), resume=True)
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_1.pth'))
-    other = common.run_config(common.SHAPES.by_key['r18'], 1, 2, None, str(tmp_path), [])  # another seed
+    other = common.run_config(grids.SHAPES.by_key['r18'], 1, 2, None, str(tmp_path), [])  # another seed
     (tmp_path / common.RUN_CONFIG).write_text(other.pretty_text)
     with pytest.raises(ValueError, match='differs from the run to resume'):
         common.train(cfg, 1, str(tmp_path / 'log'), resume=True)
@@ -199,12 +199,12 @@ def test_a_page_without_the_schedules_block_is_refused_before_any_run(tmp_path, 
 def test_the_grids_are_data(tmp_path):
     """Cells and metrics are declared per dataset: the shapes grid has the paper's and the aligned cells, each with
     its config; the trees grid declares its metric keys (VOC's first) before it has cells."""
-    shapes = common.SHAPES
+    shapes = grids.SHAPES
     assert {'r34-s47u1star', 'r34-s15u1star'} <= set(shapes.by_key)
     for cell in shapes.cells:
         assert osp.isfile(osp.join(common.REPO, 'configs', cell.config)), cell.config
     assert study.fields(shapes)[8:11] == ['bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75']
-    trees = common.GRIDS['trees']
+    trees = grids.GRIDS['trees']
     assert trees.main == 'voc_mAP' and trees.metrics['voc_mAP'] == 'pascal_voc/mAP'
     assert {'coco/bbox_mAP', 'coco/bbox_mAP_s'} <= set(trees.metrics.values())
     for cell in trees.cells:
@@ -259,13 +259,13 @@ def test_schedule_check_pairs_runs_of_the_same_cell_and_seed_and_shows_their_las
     study_rows = [row('r18', 0, 24, [[21, 1680, 0.791], [24, 1920, 0.806]]), row('r34', 1, 24, [[24, 1920, 0.8]])]
     longer = row('r18', 0, 48, [[39, 3120, 0.82], [42, 3360, 0.817], [45, 3600, float('nan')], [48, 3840, 0.822]])
     unmatched = row('r34', 0, 48, [[48, 3840, 0.9]])  # no study run of r34 seed 0: no line
-    table = study.schedule_check(common.SHAPES, study_rows, [unmatched, longer])
+    table = study.schedule_check(grids.SHAPES, study_rows, [unmatched, longer])
     lines = [ln for ln in table.splitlines() if ln.startswith('| ResNet')]
     assert lines == [
         '| ResNet-18, seed 0 | 48 epochs: 0.822 | 24 epochs: 0.806 | +0.016 | '
         '0.820 (e39), 0.817 (e42), 0.822 (e48) | 0.791 (e21), 0.806 (e24) |'
     ]
-    assert study.schedule_check(common.SHAPES, study_rows, []) == ''
+    assert study.schedule_check(grids.SHAPES, study_rows, []) == ''
 
 
 def test_the_committed_summaries_are_what_the_committed_runs_give(tmp_path):

@@ -7,7 +7,7 @@ import os.path as osp
 import pytest
 from scipy import stats as scipy_stats
 
-from experiments import common
+from experiments import common, grids
 from experiments import sharing_study as study
 from experiments import stats as st
 
@@ -68,7 +68,7 @@ def test_the_48_epoch_sharing_comparisons_do_not_survive_the_correction():
         for r in common.read_rows(osp.join(REPO, 'docs', 'results', 'sharing_study', 'runs.csv'))
         if r['epochs'] == '48' and r['options'] == '[]'
     ]
-    lines = {ln.split(' | ')[0].lstrip('| '): ln.split(' | ') for ln in study.compare(common.SHAPES, rows)[2:]}
+    lines = {ln.split(' | ')[0].lstrip('| '): ln.split(' | ') for ln in study.compare(grids.SHAPES, rows)[2:]}
     assert len(lines) == 5
     for key in (
         'sharing, ResNet-34 (S48U1*): r34-s48u1star vs r34',

@@ -30,6 +30,7 @@ import os
 import os.path as osp
 import statistics
 import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import List, Optional, Sequence, Tuple
 
@@ -178,9 +179,7 @@ def machines(rows: List[dict]) -> List[str]:
     how many runs each; nothing for a CSV that does not record them."""
     if not any(r.get('cpu') for r in rows):
         return []
-    count: dict = {}
-    for r in rows:
-        count[r.get('cpu') or 'not recorded'] = count.get(r.get('cpu') or 'not recorded', 0) + 1
+    count = Counter(r.get('cpu') or 'not recorded' for r in rows)
     names = '; '.join(f'{cpu}: {n} run{"s" * (n != 1)}' for cpu, n in sorted(count.items()))
     return ['', f'Wall times (minutes of training, mean over the seeds) were measured on: {names}.']
 

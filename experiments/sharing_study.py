@@ -20,11 +20,14 @@ standard deviation (over seeds) per cell and the study's comparisons (:mod:`expe
 with its 95 % Welch interval, Hedges' g, raw and Holm-adjusted p over the table's comparisons, the reading the
 adjusted p allows), writes
 ``summary_<E>e.md`` and the PNG ``sharing_study_<E>e.png`` (the main metric against backbone parameters, error bars
-= one std, one marker per backbone, filled = regulariser on), one pair per schedule of E epochs; ``--doc`` fills the
-block ``sharing-study-<E>e`` of ``docs/studies/sharing.md`` (or of PAGE) likewise.
+= one std, one marker per backbone, filled = regulariser on), one pair per schedule of E epochs (runs with extra
+``--cfg-options``, e.g. recipe checks sharing an out-dir: ``summary_<E>e_<H>.md``, H = 8 hex digits of the options'
+SHA-1, the options named in its first line, so that checks never overwrite each other's summaries); ``--doc`` fills
+the block ``sharing-study-<E>e`` of ``docs/studies/sharing.md`` (or of PAGE) likewise.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import os.path as osp
@@ -386,8 +389,18 @@ def main(argv=None) -> int:
     return write_summary(args, csv_path, options, epochs, argv)
 
 
+def summary_name(args, options: str, epochs: int) -> str:
+    """``<E>e`` for runs with the grid's own options (those of ``--dataset``); ``<E>e_<H>`` for runs with extra
+    ``--cfg-options`` (H: 8 hex digits of the SHA-1 of their JSON list), so that runs with other options written to
+    the same out-dir (recipe checks) get summaries and PNGs of their own instead of overwriting each other's."""
+    if options == json.dumps(args.grid.variants[args.dataset]):
+        return f'{epochs}e'
+    return f'{epochs}e_{hashlib.sha1(options.encode()).hexdigest()[:8]}'
+
+
 def write_summary(args, csv_path: str, options: str, epochs: int, argv: Optional[List[str]] = None) -> int:
-    """The summary of the CSV's runs of this schedule: printed, ``summary_<E>e.md``, the PNG and the doc block."""
+    """The summary of the CSV's runs of this schedule and options: printed, ``summary_<name>.md`` (name:
+    :func:`summary_name`), the PNG and the doc block."""
     grid = args.grid
     rows = [r for r in common.read_rows(csv_path) if str(r['epochs']) == str(epochs) and r['options'] == options]
     if not rows:
@@ -395,10 +408,14 @@ def write_summary(args, csv_path: str, options: str, epochs: int, argv: Optional
         return 0
     others = [r for r in common.read_rows(csv_path) if str(r['epochs']) != str(epochs) and r['options'] == options]
     table = summarize(grid, rows) + schedule_check(grid, rows, others)
+    name = summary_name(args, options, epochs)
+    if name != f'{epochs}e':
+        extra = ' '.join(json.loads(options)[len(grid.variants[args.dataset]) :])
+        table = f'Runs with `--cfg-options {extra}`:\n\n' + table
     print(table)
     os.makedirs(args.out_dir, exist_ok=True)
-    summary_path = osp.join(args.out_dir, f'summary_{epochs}e.md')
-    png_path = osp.join(args.out_dir, f'sharing_study_{epochs}e.png')
+    summary_path = osp.join(args.out_dir, f'summary_{name}.md')
+    png_path = osp.join(args.out_dir, f'sharing_study_{name}.png')
     with open(summary_path, 'w', encoding='utf-8') as f:
         f.write(table + '\n')
     plot(grid, rows, png_path, epochs)

@@ -320,3 +320,28 @@ def test_the_summary_names_the_processors_of_the_wall_times():
     assert study.machines([{'cpu': ''}, {}]) == []  # a CSV that never recorded them: no line
     line = study.machines([{'cpu': 'AMD EPYC'}, {'cpu': 'AMD EPYC'}, {'cpu': ''}])[-1]
     assert line.endswith('measured on: AMD EPYC: 2 runs; not recorded: 1 run.')
+
+
+def test_checks_with_other_options_in_one_out_dir_keep_summaries_of_their_own(tmp_path, capsys):
+    """Two recipe checks (same cell, seed and schedule, other --cfg-options) in one out-dir: each gets its own
+    summary and PNG, naming its options and holding only its run (a second check used to overwrite the first's)."""
+    import shutil
+
+    shutil.copy(osp.join(common.REPO, 'docs', 'results', 'real_images', 'ssd_check', 'runs.csv'), tmp_path / 'runs.csv')
+    rows = common.read_rows(str(tmp_path / 'runs.csv'))
+    checks = {r['options']: r for r in rows}
+    assert len(checks) >= 2  # the committed checks differ only in their options
+    names = set()
+    for options, row in checks.items():
+        argv = ['--grid', 'trees', '--cells', 'ssd-r34', '--seeds', row['seed'], '--epochs', row['epochs']]
+        argv += ['--summary-only', '--out-dir', str(tmp_path), '--cfg-options', *json.loads(options)]
+        assert study.main(argv) == 0
+        wrote = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith('wrote ')][-1]
+        summary = wrote.split()[1]
+        names.add(osp.basename(summary))
+        text = open(summary, encoding='utf-8').read()
+        assert text.splitlines()[0] == f'Runs with `--cfg-options {" ".join(json.loads(options))}`:'
+        assert f'{float(row["voc_mAP"]):.3f} (s{row["seed"]})' in text
+        assert '| off | 1 |' in text  # one run in the table: this check's, not the other's
+    assert len(names) == len(checks) and all(n.startswith('summary_8e_') for n in names)
+    assert study.summary_name(study.parse_args(['--grid', 'trees']), '[]', 16) == '16e'  # the grid's own options

@@ -43,9 +43,14 @@ def test_tiny_grid_writes_csv_summary_png_and_skips_finished_runs(tmp_path, caps
     # every run is an ordinary config run: its config beside its results, BasisStatsHook in it
     run_cfg = osp.join(str(tmp_path / 'work'), 'r18_seed0_1e', common.RUN_CONFIG)
     assert osp.isfile(run_cfg) and "type='BasisStatsHook'" in open(run_cfg).read()
-    # one summary and PNG per schedule (here 1 epoch), so grids of different schedules sit side by side
-    assert osp.isfile(osp.join(out, 'sharing_study_1e.png')) and osp.isfile(osp.join(out, 'summary_1e.md'))
-    summary = open(osp.join(out, 'summary_1e.md')).read()
+    # one summary and PNG per schedule (here 1 epoch) and options (here the tiny data's: 1e_<hash>), so grids of
+    # different schedules or options sit side by side
+    args = study.parse_args(argv)
+    name = study.summary_name(args, json.dumps(args.cfg_options), 1)
+    assert name.startswith('1e_') and len(name) == len('1e_') + 8
+    assert osp.isfile(osp.join(out, f'sharing_study_{name}.png')) and osp.isfile(osp.join(out, f'summary_{name}.md'))
+    summary = open(osp.join(out, f'summary_{name}.md')).read()
+    assert summary.startswith(f'Runs with `--cfg-options {" ".join(study_options(tmp_path))}`:')
     assert 'ResNet-18 S16U1 | off | 1 |' in summary
     assert f'measured on: {common.cpu_model()}: 2 runs.' in summary
 

@@ -348,5 +348,7 @@ def test_checks_with_other_options_in_one_out_dir_keep_summaries_of_their_own(tm
         assert text.splitlines()[0] == f'Runs with `--cfg-options {" ".join(json.loads(options))}`:'
         assert f'{float(row["voc_mAP"]):.3f} (s{row["seed"]})' in text
         assert '| off | 1 |' in text  # one run in the table: this check's, not the other's
+        committed = osp.join(common.REPO, 'docs', 'results', 'real_images', 'ssd_check', osp.basename(summary))
+        assert open(committed, encoding='utf-8').read() == text  # the committed summary is what its runs give
     assert len(names) == len(checks) and all(n.startswith('summary_8e_') for n in names)
     assert study.summary_name(study.parse_args(['--grid', 'trees']), '[]', 16) == '16e'  # the grid's own options

@@ -76,6 +76,7 @@ _FRCNN = (
     'https://arxiv.org/abs/1506.01497',
 )
 _SSD = ('SSD: Single Shot MultiBox Detector', 'https://arxiv.org/abs/1512.02325')
+_RETINANET = ('Focal Loss for Dense Object Detection', 'https://arxiv.org/abs/1708.02002')
 _SSDLITE = ('MobileNetV2: Inverted Residuals and Linear Bottlenecks', 'https://arxiv.org/abs/1801.04381')
 #: (folder, algorithm token of the config name) -> collection
 COLLECTIONS: Dict[Tuple[str, str], Collection] = {
@@ -85,6 +86,7 @@ COLLECTIONS: Dict[Tuple[str, str], Collection] = {
     ('ssd', 'ssdlite'): Collection('SSDLite', *_SSDLITE, ('MobileNetV2', 'SSDNeck', 'Depthwise Separable Conv')),
     ('pascal_voc', 'faster-rcnn'): Collection('Faster R-CNN VOC0712', *_FRCNN, ('FPN', 'RPN', 'ResNet', 'RoIAlign')),
     ('pascal_voc', 'ssd300'): Collection('SSD VOC0712', *_SSD, ('ResNet', 'SSDNeck')),
+    ('pascal_voc', 'retinanet'): Collection('RetinaNet VOC0712', *_RETINANET, ('FPN', 'Focal Loss', 'ResNet')),
 }
 DATASETS = {'CocoDataset': 'COCO', 'VOCDataset': 'PASCAL VOC 07+12'}
 

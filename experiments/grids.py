@@ -117,8 +117,8 @@ def _trees_cell(key: str, label: str, config: str, regularizer: bool) -> Cell:
 
 
 #: The real-image trees (deepforest: tiles of real aerial images, Pascal VOC XML; docs/studies/real_images.md):
-#: Faster R-CNN (FPN) and SSD from scratch, each shared-basis config next to its plain twin. The metrics are those of
-#: the configs' evaluators: VOC mAP (IoU 0.5) first, then COCO's, small and medium objects included.
+#: Faster R-CNN (FPN), SSD and RetinaNet from scratch, each shared-basis config next to its plain twin. The metrics
+#: are those of the configs' evaluators: VOC mAP (IoU 0.5) first, then COCO's, small and medium objects included.
 TREES = Grid(
     name='trees',
     cells=(
@@ -130,6 +130,10 @@ TREES = Grid(
         _trees_cell('r34-s16u1star', 'ResNet34-S16U1*', 'faster-rcnn_r34-s16u1star_slim-fpn_scratch-16e', True),
         _trees_cell('ssd-r34', 'SSD ResNet-34', 'ssd_r34_scratch-16e', False),
         _trees_cell('ssd-r34-s48u1star', 'SSD ResNet34-S48U1*', 'ssd_r34-s48u1star_scratch-16e', True),
+        _trees_cell('retina-r34', 'RetinaNet ResNet-34', 'retinanet_r34_slim-fpn_scratch-16e', False),
+        _trees_cell(
+            'retina-r34-s48u1star', 'RetinaNet ResNet34-S48U1*', 'retinanet_r34-s48u1star_slim-fpn_scratch-16e', True
+        ),
     ),
     metrics={
         'voc_mAP': 'pascal_voc/mAP',
@@ -144,6 +148,7 @@ TREES = Grid(
         ('r34-s16u1star', 'r34', 'sharing, ResNet-34 (S16U1*)'),
         ('r34-s48u1star', 'r34-s48u1star-noreg', 'the regulariser, ResNet34-S48U1*'),
         ('ssd-r34-s48u1star', 'ssd-r34', 'sharing, SSD ResNet-34 (S48U1*)'),
+        ('retina-r34-s48u1star', 'retina-r34', 'sharing, RetinaNet ResNet-34 (S48U1*)'),
     ),
     epochs=16,
     checkpoint_every=1,  # runs of 30 to 90 minutes: an interrupted one resumes from its last epoch

@@ -36,11 +36,11 @@ def flatten(value, prefix: str = '') -> Dict[str, object]:
 
 def test_pairs_exist():
     folders = [p.parent.name for p, _ in PAIRS]
-    # faster_rcnn: 5 ImageNet + 1 scratch; ssd: SSD300 x2, SSD512, SSDLite x2; pascal_voc: 2 Faster R-CNN + SSD300;
-    # shapes: Faster R-CNN S16U1, the paper S48U1* and S16U1*, the aligned S47U1* and S15U1*, SSD300 with the same
-    # four ResNet-34 variants; deepforest: 3 Faster R-CNN + SSD
+    # faster_rcnn: 5 ImageNet + 1 scratch; ssd: SSD300 x2, SSD512, SSDLite x2; pascal_voc: 2 Faster R-CNN + SSD300 +
+    # RetinaNet; shapes: Faster R-CNN S16U1, the paper S48U1* and S16U1*, the aligned S47U1* and S15U1*, SSD300 with
+    # the same four ResNet-34 variants; deepforest: 3 Faster R-CNN + SSD + RetinaNet
     assert {f: folders.count(f) for f in set(folders)} == dict(
-        faster_rcnn=6, ssd=5, pascal_voc=3, shapes=9, deepforest=4
+        faster_rcnn=6, ssd=5, pascal_voc=4, shapes=9, deepforest=5
     )
     missing = [b.relative_to(ROOT).as_posix() for _, b in PAIRS if not b.is_file()]
     assert not missing, f'shared-basis configs without their baseline: {missing}'

@@ -118,7 +118,7 @@ def test_voc_config_trains_and_evaluates_on_real_tiles(name, trees, tmp_path, mo
 
 def test_trees_configs_inherit_the_zoos_voc_configs():
     """configs/deepforest/: one per cell of the real-image study, each on top of a Pascal VOC config of the zoo."""
-    assert len(TREES_CONFIGS) == 7, TREES_CONFIGS
+    assert len(TREES_CONFIGS) == 9, TREES_CONFIGS  # Faster R-CNN 5, SSD 2, RetinaNet 2
     for name in TREES_CONFIGS:
         text = (ROOT / name).read_text()
         assert "'../pascal_voc/" in text or "'./" in text, name  # the plain ones name the zoo's VOC config

@@ -33,7 +33,7 @@ def load(path: Path) -> dict:
 def test_zoo_is_the_three_folders_and_not_the_shapes_demo():
     folders = {p.parent.name for p in ZOO}
     assert folders == {'faster_rcnn', 'ssd', 'pascal_voc'}
-    assert len(ZOO) == 25 and not any('shapes' in p.parts for p in ZOO)
+    assert len(ZOO) == 27 and not any('shapes' in p.parts for p in ZOO)
 
 
 def test_model_index_imports_every_metafile():

@@ -24,6 +24,8 @@ BLOCKS = {
     'warm-start': 'studies/warm_start.md',
     'sharing-study-24e': 'studies/sharing.md',
     'sharing-study-48e': 'studies/sharing.md',
+    'sharing-study-8e': 'studies/real_images.md',
+    'sharing-study-16e': 'studies/real_images.md',
     'benchmark': 'speed.md',
     'benchmark-layers': 'speed.md',
     'benchmark-detectors': 'speed.md',

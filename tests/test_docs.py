@@ -25,6 +25,7 @@ BLOCKS = {
     'sharing-study-24e': 'studies/sharing.md',
     'sharing-study-48e': 'studies/sharing.md',
     'sharing-study-8e': 'studies/real_images.md',
+    'sharing-study-12e': 'studies/real_images.md',
     'sharing-study-16e': 'studies/real_images.md',
     'benchmark': 'speed.md',
     'benchmark-layers': 'speed.md',

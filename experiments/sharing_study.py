@@ -307,12 +307,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--summary-only', action='store_true', help='summarise the CSV without training')
     add_doc_option(parser, DOC, 'the summary table')
     parser.add_argument('--doc-marker', '--readme-marker', dest='marker', help='the block (default sharing-study-<E>e)')
-    parser.add_argument(
-        '--work-root',
-        help="where the runs' work dirs go (default work_dirs/<the grid's folder>); a run with extra --cfg-options "
-        'gets the suffix of its summary (_<H>) on its work-dir name, so that checks of one cell, seed and schedule '
-        'never share a work dir',
-    )
+    parser.add_argument('--work-root', help="where the runs' work dirs go (default work_dirs/<the grid's folder>)")
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE', help='overrides of every run')
     args = parser.parse_args(argv)
     grid = args.grid = grids.GRIDS[args.grid]
@@ -365,11 +360,9 @@ def main(argv=None) -> int:
         os.makedirs(args.out_dir, exist_ok=True)
         threads = args.threads or common.default_threads(args.jobs)
 
-        suffix = summary_name(args, options, epochs)[len(f'{epochs}e') :]  # '' or '_<H>' (runs with extra options)
-
         def one(run):
             cell, seed = run
-            work = osp.join(args.work_root, common.run_dir(cell, seed, epochs, args.dataset) + suffix)
+            work = osp.join(args.work_root, common.run_dir(cell, seed, epochs, args.dataset))
             now = {common.run_key(r['cell'], r['seed'], r['epochs'], r['options']) for r in common.read_rows(csv_path)}
             if common.run_key(cell, seed, epochs, options) in now or not common.claim(work):
                 print(f'  skipped: {cell} seed {seed} is done or running in another process', flush=True)

@@ -337,30 +337,6 @@ def test_a_failed_run_neither_cancels_the_others_nor_hides(tmp_path, capsys, mon
     assert '2 run(s) failed: ' in out and 'no finished runs' in out
 
 
-def test_checks_with_other_options_get_work_dirs_of_their_own(tmp_path, monkeypatch):
-    """Runs of one cell, seed and schedule with other --cfg-options train in work dirs of their own (the summary's
-    _<H> suffix), so a second recipe check never meets the first one's checkpoint; runs with the grid's own options
-    keep the plain name (the warm-start study finds the plain runs' checkpoints by it)."""
-    used = []
-
-    def record(grid, cell, spec, threads):
-        used.append(spec['work_dir'])
-        raise RuntimeError('recorded')
-
-    monkeypatch.setattr(study, 'run_row', record)
-    base = ['--cells', 'r18', '--seeds', '0', '--epochs', '1', '--jobs', '1', '--threads', '1']
-    base += ['--out-dir', str(tmp_path / 'study'), '--work-root', str(tmp_path / 'work')]
-    checks = ([], ['optim_wrapper.optimizer.lr=0.001'], ['optim_wrapper.optimizer.lr=0.04'])
-    for extra in checks:
-        assert study.main(base + (['--cfg-options', *extra] if extra else [])) == 1  # record() fails every run
-    names = [osp.basename(w) for w in used]
-    assert names[0] == common.run_dir('r18', 0, 1)
-    for extra, name in zip(checks[1:], names[1:]):
-        args = study.parse_args(base + ['--cfg-options', *extra])
-        assert name == common.run_dir('r18', 0, 1) + '_' + study.summary_name(args, json.dumps(args.cfg_options), 1)[3:]
-    assert len(set(names)) == 3
-
-
 def test_a_csv_of_an_older_header_gains_the_new_columns_and_keeps_its_rows(tmp_path):
     """Adding a column (``cpu``) rewrites an older CSV with the new header; its rows keep every value, empty in the
     new column; a CSV with a column the study does not write is refused and left as it was."""

@@ -363,15 +363,16 @@ def test_the_summary_names_the_processors_of_the_wall_times():
 def test_checks_with_other_options_in_one_out_dir_keep_summaries_of_their_own(tmp_path, capsys):
     """Two recipe checks (same cell, seed and schedule, other --cfg-options) in one out-dir: each gets its own
     summary and PNG, naming its options and holding only its runs (a second check used to overwrite the first's)."""
+    import hashlib
     import shutil
 
     shutil.copy(osp.join(common.REPO, 'docs', 'results', 'real_images', 'ssd_check', 'runs.csv'), tmp_path / 'runs.csv')
     rows = common.read_rows(str(tmp_path / 'runs.csv'))
-    checks = {r['options']: r for r in rows}
-    assert len(checks) >= 2  # the committed checks differ only in their options
+    checks = {(r['epochs'], r['options']): r for r in rows}  # a check: its options on one schedule
+    assert len({options for _, options in checks}) >= 2  # the committed checks differ only in their options
     names = set()
-    for options, row in checks.items():
-        seeds = sorted({r['seed'] for r in rows if r['options'] == options}, key=int)
+    for (epochs, options), row in checks.items():
+        seeds = sorted({r['seed'] for r in rows if (r['epochs'], r['options']) == (epochs, options)}, key=int)
         extra = json.loads(options)
         argv = ['--grid', 'trees', '--cells', 'ssd-r34', '--seeds', *seeds, '--epochs', row['epochs']]
         argv += ['--summary-only', '--out-dir', str(tmp_path)] + (['--cfg-options', *extra] if extra else [])
@@ -379,6 +380,8 @@ def test_checks_with_other_options_in_one_out_dir_keep_summaries_of_their_own(tm
         wrote = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith('wrote ')][-1]
         summary = wrote.split()[1]
         names.add(osp.basename(summary))
+        digest = hashlib.sha1(options.encode()).hexdigest()[:8]
+        assert osp.basename(summary) == (f'summary_{epochs}e_{digest}.md' if extra else f'summary_{epochs}e.md')
         text = open(summary, encoding='utf-8').read()
         first = f'Runs with `--cfg-options {" ".join(extra)}`:' if extra else '| backbone | regulariser | seeds |'
         assert text.splitlines()[0].startswith(first)  # the control (no options) has the grid's plain summary
@@ -386,5 +389,4 @@ def test_checks_with_other_options_in_one_out_dir_keep_summaries_of_their_own(tm
         assert f'| off | {len(seeds)} |' in text  # this check's runs in the table, not the others'
         # (that the committed summary is this text byte for byte: test_the_committed_recipe_check_summaries_...)
     assert len(names) == len(checks) and 'summary_8e.md' in names
-    assert all(n.startswith('summary_8e_') for n in names - {'summary_8e.md'})
     assert study.summary_name(study.parse_args(['--grid', 'trees']), '[]', 16) == '16e'  # the grid's own options

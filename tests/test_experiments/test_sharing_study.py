@@ -319,6 +319,49 @@ def test_the_committed_recipe_check_summaries_are_what_their_runs_give(tmp_path)
         assert (tmp_path / name).read_text(encoding='utf-8') == committed
 
 
+def test_the_former_ssd_recipe_keeps_its_runs_and_summary_apart_from_the_grid(tmp_path):
+    """The SSD cells' 16-epoch runs with SSD300's mining ratio (3 negatives per positive), before the trees configs
+    adopted 30 (docs/results/real_images/ssd_former_recipe/): both SSD cells at 3 seeds, none of them in the grid's
+    CSV (their key would collide with the adopted recipe's runs), and their summary regenerates byte for byte."""
+    import shutil
+
+    results = osp.join(common.REPO, 'docs', 'results', 'real_images')
+    former = common.read_rows(osp.join(results, 'ssd_former_recipe', 'runs.csv'))
+    assert sorted((r['cell'], int(r['seed'])) for r in former) == [
+        (cell, seed) for cell in ('ssd-r34', 'ssd-r34-s48u1star') for seed in (0, 1, 2)
+    ]
+    grid_curves = {r['val_curve'] for r in common.read_rows(osp.join(results, 'runs.csv'))}
+    assert not grid_curves & {r['val_curve'] for r in former}
+    shutil.copy(osp.join(results, 'ssd_former_recipe', 'runs.csv'), tmp_path / 'runs.csv')
+    argv = ['--grid', 'trees', '--summary-only', '--epochs', '16', '--out-dir', str(tmp_path)]
+    assert study.main(argv) == 0
+    committed = open(osp.join(results, 'ssd_former_recipe', 'summary_16e.md'), encoding='utf-8').read()
+    assert (tmp_path / 'summary_16e.md').read_text(encoding='utf-8') == committed
+
+
+def test_a_check_run_taken_into_the_grid_ran_with_what_its_config_now_says():
+    """A recipe check adopted into a config: its runs join the grid's CSV with the grid's options, so each such row
+    (its validations equal to a check row's) must come from a check whose every --cfg-options value is now the
+    value of the cell's config, e.g. SSD's model.train_cfg.neg_pos_ratio=30."""
+    from mmengine.config import Config, DictAction
+
+    results = osp.join(common.REPO, 'docs', 'results', 'real_images')
+    checks = {r['val_curve']: r for r in common.read_rows(osp.join(results, 'ssd_check', 'runs.csv'))}
+    adopted = [r for r in common.read_rows(osp.join(results, 'runs.csv')) if r['val_curve'] in checks]
+    assert adopted  # SSD ResNet-34's seeds 1 and 2 at 16 epochs
+    for row in adopted:
+        check = checks[row['val_curve']]
+        run = ('cell', 'seed', 'epochs')
+        assert [row[k] for k in run] == [check[k] for k in run] and row['options'] == '[]'
+        cfg = Config.fromfile(osp.join(common.REPO, 'configs', grids.TREES.by_key[row['cell']].config))
+        for option in json.loads(check['options']):
+            key, value = option.split('=', 1)
+            node = cfg
+            for part in key.split('.'):
+                node = node[part]
+            assert node == DictAction._parse_iterable(value), f'{row["cell"]} seed {row["seed"]}: {option}'
+
+
 def test_a_failed_run_neither_cancels_the_others_nor_hides(tmp_path, capsys, monkeypatch):
     """Each run is tried; the failures are named and the exit status is 1 (a failure used to cancel the queue)."""
     tried = []
